@@ -1,0 +1,77 @@
+"""Positional encodings: positions, frequency scaling, encoders and inference rules.
+
+Conventions (DESIGN.md): positions are per-sample data (B, n) per axis; time t runs 1 = noise to
+0 = data; every resolution- or time-dependent quantity is a pure function of its inputs.
+"""
+
+from lit_rpe.posenc.addons import (
+    ATTENTION_SCALES,
+    attention_logit_factor,
+    default_shift_factor,
+    timestep_shift,
+    yarn_tau,
+)
+from lit_rpe.posenc.encoders import ENCODERS, apply_rope, rope_tables, sincos_embedding
+from lit_rpe.posenc.encoding import PositionalEncoding, encode_positions
+from lit_rpe.posenc.frequencies import (
+    DYPE_DEFAULTS,
+    FREQUENCY_METHODS,
+    axis_frequencies,
+    band_ramp,
+    base_frequencies,
+    ntk_theta,
+    rotation_pair_index,
+    scaled_axis_frequencies,
+)
+from lit_rpe.posenc.positions import (
+    TRAINING_POSITIONS,
+    grid_positions,
+    rpe2d_even_positions,
+    rpe2d_positions,
+    rpe2d_seeded_positions,
+    training_positions,
+)
+from lit_rpe.posenc.rules import (
+    INFERENCE_RULES,
+    SCALINGS,
+    AxisFrequencies,
+    InferenceRule,
+    axis_scales,
+    inference_positions,
+    rule_frequencies,
+)
+
+__all__ = [
+    "ATTENTION_SCALES",
+    "DYPE_DEFAULTS",
+    "ENCODERS",
+    "FREQUENCY_METHODS",
+    "INFERENCE_RULES",
+    "SCALINGS",
+    "TRAINING_POSITIONS",
+    "AxisFrequencies",
+    "InferenceRule",
+    "PositionalEncoding",
+    "apply_rope",
+    "attention_logit_factor",
+    "axis_frequencies",
+    "axis_scales",
+    "band_ramp",
+    "base_frequencies",
+    "default_shift_factor",
+    "encode_positions",
+    "grid_positions",
+    "inference_positions",
+    "ntk_theta",
+    "rope_tables",
+    "rotation_pair_index",
+    "rpe2d_even_positions",
+    "rpe2d_positions",
+    "rpe2d_seeded_positions",
+    "rule_frequencies",
+    "scaled_axis_frequencies",
+    "sincos_embedding",
+    "timestep_shift",
+    "training_positions",
+    "yarn_tau",
+]

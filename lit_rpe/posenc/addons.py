@@ -1,0 +1,58 @@
+"""Inference add-ons valid with any rule: attention logit scale and timestep shift.
+
+Both are pure functions of token counts (and t); see DESIGN.md section 3c.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+ATTENTION_SCALES = ("none", "yarn", "proportional")
+
+
+def yarn_tau(scale: float) -> float:
+    """YaRN's magnitude factor tau = 0.1 ln s + 1 for s > 1, else 1. It multiplies cos and sin."""
+    return 0.1 * math.log(scale) + 1.0 if scale > 1.0 else 1.0
+
+
+def attention_logit_factor(
+    kind: str, *, train_tokens: int, test_tokens: int, scale: float = 1.0
+) -> float:
+    """Factor that multiplies the attention logits (on top of 1/sqrt(head_dim)).
+
+    kind: ``none`` -> 1; ``yarn`` -> tau(scale)^2 with ``scale`` the (largest) axis scale s;
+    ``proportional`` -> sqrt(log N_test / log N_train), Lumina-Next's proportional attention,
+    N = tokens per image (applied below the training size too, where it is < 1).
+    """
+    if kind not in ATTENTION_SCALES:
+        raise ValueError(f"unknown attention scale {kind!r}; valid: {', '.join(ATTENTION_SCALES)}")
+    if train_tokens < 2 or test_tokens < 1:
+        raise ValueError(
+            f"attention scale needs train_tokens >= 2 and test_tokens >= 1, "
+            f"got {train_tokens} and {test_tokens}"
+        )
+    if kind == "none":
+        return 1.0
+    if kind == "yarn":
+        return yarn_tau(scale) ** 2
+    return math.sqrt(math.log(max(test_tokens, 2)) / math.log(train_tokens))
+
+
+def default_shift_factor(*, train_tokens: int, test_tokens: int) -> float:
+    """The resolution-dependent shift a = sqrt(N_test / N_train) (N = tokens per image)."""
+    if train_tokens < 1 or test_tokens < 1:
+        raise ValueError(f"token counts must be >= 1, got {train_tokens} and {test_tokens}")
+    return math.sqrt(test_tokens / train_tokens)
+
+
+def timestep_shift(t: torch.Tensor | float, a: float) -> torch.Tensor | float:
+    """Shift sampling times towards noise: t' = a t / (1 + (a - 1) t).
+
+    t in [0, 1] (1 = noise); a > 0, a = 1 is the identity. Maps 0 -> 0 and 1 -> 1, monotone.
+    Works on floats and on tensors of any shape.
+    """
+    if a <= 0:
+        raise ValueError(f"timestep shift factor must be > 0, got {a}")
+    return a * t / (1 + (a - 1) * t)

@@ -1,0 +1,182 @@
+"""Inference rules: how positions and frequencies are chosen at a test grid (DESIGN.md 3c).
+
+A rule names a position layout and a frequency method, plus the add-ons (per-axis or coupled
+scale, attention scale, timestep shift). ``rule_frequencies`` and ``inference_positions`` are the
+pure functions a forward pass and a sampler call; they never touch module state.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from lit_rpe.posenc.addons import ATTENTION_SCALES, attention_logit_factor, default_shift_factor
+from lit_rpe.posenc.frequencies import base_frequencies, scaled_axis_frequencies
+from lit_rpe.posenc.positions import grid_positions, rpe2d_even_positions, rpe2d_seeded_positions
+
+# rule name -> (position layout, frequency method)
+INFERENCE_RULES: dict[str, tuple[str, str]] = {
+    "extrapolate": ("grid", "extrapolate"),
+    "interpolate": ("grid", "interpolate"),  # w / s on 0..n-1 == unscaled w on i * L / n
+    "rpe2d_even": ("rpe2d_even", "extrapolate"),
+    "rpe2d_random": ("rpe2d_random", "extrapolate"),
+    "ntk": ("grid", "ntk"),
+    "yarn": ("grid", "yarn"),
+    "ntk_by_parts": ("grid", "ntk_by_parts"),
+    "dype_pi": ("grid", "dype_pi"),
+    "dype_ntk": ("grid", "dype_ntk"),
+    "dype_yarn": ("grid", "dype_yarn"),
+}
+SCALINGS = ("decoupled", "coupled")
+_METHODS_WITH_TAU = ("yarn", "ntk_by_parts", "dype_yarn")
+
+
+@dataclass(frozen=True)
+class InferenceRule:
+    """An inference rule and its add-ons; hashable, so resolved encodings can be cached.
+
+    name: one of ``INFERENCE_RULES``. scaling: ``decoupled`` (s per axis) or ``coupled`` (the
+    larger axis scale on both). attention_scale: ``none``, ``yarn`` (tau^2, for rules without a
+    tau of their own) or ``proportional``. timestep_shift: the factor a of
+    ``t' = a t / (1 + (a - 1) t)``, or ``"auto"`` for ``sqrt(N_test / N_train)``.
+    lambda_s, lambda_t: DyPE's ``kappa(t) = lambda_s t^lambda_t`` (None: the method's default).
+    """
+
+    name: str = "extrapolate"
+    scaling: Literal["decoupled", "coupled"] = "decoupled"
+    attention_scale: Literal["none", "yarn", "proportional"] = "none"
+    timestep_shift: float | Literal["auto"] = 1.0
+    lambda_s: float | None = None
+    lambda_t: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in INFERENCE_RULES:
+            raise ValueError(
+                f"unknown inference rule {self.name!r}; valid: {', '.join(INFERENCE_RULES)}"
+            )
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"unknown scaling {self.scaling!r}; valid: {', '.join(SCALINGS)}")
+        if self.attention_scale not in ATTENTION_SCALES:
+            raise ValueError(
+                f"unknown attention scale {self.attention_scale!r}; "
+                f"valid: {', '.join(ATTENTION_SCALES)}"
+            )
+        if self.attention_scale == "yarn" and self.frequency_method in _METHODS_WITH_TAU:
+            raise ValueError(
+                f"rule {self.name!r} already scales attention by tau^2; "
+                "attention_scale='yarn' would apply it twice"
+            )
+        if self.timestep_shift != "auto" and not (
+            isinstance(self.timestep_shift, int | float) and self.timestep_shift > 0
+        ):
+            raise ValueError(f"timestep_shift must be > 0 or 'auto', got {self.timestep_shift!r}")
+        dype = self.frequency_method.startswith("dype_")
+        if not dype and (self.lambda_s is not None or self.lambda_t is not None):
+            raise ValueError(f"lambda_s/lambda_t apply to dype_* rules only, not {self.name!r}")
+
+    @property
+    def positions(self) -> str:
+        return INFERENCE_RULES[self.name][0]
+
+    @property
+    def frequency_method(self) -> str:
+        return INFERENCE_RULES[self.name][1]
+
+    @property
+    def time_dependent(self) -> bool:
+        """True when the encoding changes with the sampling time (DyPE)."""
+        return self.frequency_method.startswith("dype_")
+
+    def shift_factor(self, *, train_tokens: int, test_tokens: int) -> float:
+        """The timestep-shift factor a for this rule at a test size (tokens per image)."""
+        if self.timestep_shift == "auto":
+            return default_shift_factor(train_tokens=train_tokens, test_tokens=test_tokens)
+        return float(self.timestep_shift)
+
+
+@dataclass(frozen=True)
+class AxisFrequencies:
+    """Resolved frequencies of one forward pass: per-axis (k,) float64 tensors and scalars."""
+
+    h: torch.Tensor
+    w: torch.Tensor
+    tau: float  # multiplies cos and sin (RoPE) of the frequency method
+    logit_factor: float  # extra factor on attention logits from the attention-scale add-on
+
+
+def axis_scales(
+    train_grid: tuple[int, int], test_grid: tuple[int, int], scaling: str = "decoupled"
+) -> tuple[float, float]:
+    """Per-axis scales ``s_a = max(1, n_a / L_a)``; ``coupled`` uses the larger on both axes."""
+    s_h = max(1.0, test_grid[0] / train_grid[0])
+    s_w = max(1.0, test_grid[1] / train_grid[1])
+    return (max(s_h, s_w),) * 2 if scaling == "coupled" else (s_h, s_w)
+
+
+@functools.lru_cache(maxsize=1024)
+def rule_frequencies(
+    rule: InferenceRule | None,
+    *,
+    dim: int,
+    theta: float,
+    train_grid: tuple[int, int],
+    test_grid: tuple[int, int],
+    t: float | None = None,
+) -> AxisFrequencies:
+    """Frequencies for one (rule, grid, t): cached, so blocks and batches share one computation.
+
+    rule None means training: unscaled frequencies. dim: per-axis dim (see ``frequencies.py``).
+    The returned tensors are shared between calls: treat them as read-only.
+    """
+    if rule is None:
+        base = base_frequencies(dim, theta)
+        return AxisFrequencies(base, base, 1.0, 1.0)
+    if min(test_grid) < 1:
+        raise ValueError(f"test grid must have >= 1 token per axis, got {test_grid}")
+    s_h, s_w = axis_scales(train_grid, test_grid, rule.scaling)
+    common = dict(theta=theta, t=t, lambda_s=rule.lambda_s, lambda_t=rule.lambda_t)
+    f_h, tau_h = scaled_axis_frequencies(
+        rule.frequency_method, dim, train_len=train_grid[0], scale=s_h, **common
+    )
+    f_w, tau_w = scaled_axis_frequencies(
+        rule.frequency_method, dim, train_len=train_grid[1], scale=s_w, **common
+    )
+    logit = attention_logit_factor(
+        rule.attention_scale,
+        train_tokens=train_grid[0] * train_grid[1],
+        test_tokens=test_grid[0] * test_grid[1],
+        scale=max(s_h, s_w),
+    )
+    # One tau per image: the larger axis decides, as in FiT's and DyPE's single mscale.
+    return AxisFrequencies(f_h, f_w, max(tau_h, tau_w), logit)
+
+
+def inference_positions(
+    rule: InferenceRule,
+    *,
+    batch: int,
+    test_grid: tuple[int, int],
+    max_len: tuple[int, int],
+    seeds: Sequence[int] | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions a rule uses at ``test_grid`` (h, w): (pos_h (B, h), pos_w (B, w)) float32.
+
+    max_len: the (rows, cols) position range the model was trained on (rpe2d rules stay inside
+    it). ``rpe2d_random`` needs one seed per image so each image's draw is reproducible.
+    """
+    h, w = test_grid
+    if rule.positions == "grid":
+        return grid_positions(batch, h, device=device), grid_positions(batch, w, device=device)
+    if rule.positions == "rpe2d_even":
+        return (
+            rpe2d_even_positions(batch, h, max_len[0], device=device),
+            rpe2d_even_positions(batch, w, max_len[1], device=device),
+        )
+    if seeds is None or len(seeds) != batch:
+        raise ValueError(f"rpe2d_random needs one seed per image ({batch}), got {seeds!r}")
+    return rpe2d_seeded_positions(seeds, h, w, max_len, device=device)
