@@ -1,3 +1,3 @@
-"""lit_rpe: resolution generalization of Diffusion Transformers with swappable positional encodings."""
+"""Resolution generalization of Diffusion Transformers with swappable positional encodings."""
 
 __version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from lit_rpe.cli import main
+
+main()

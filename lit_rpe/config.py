@@ -1,0 +1,72 @@
+"""Typed configuration groups of the LightningModule (LightningCLI turns them into YAML)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from lit_rpe.posenc import InferenceRule
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """The DiT: a named size plus the positional-encoding strategy it trains with.
+
+    name: ``DiT-<S|B|L|XL|Ti|N>/<patch>``. max_len: per-axis rpe2d position range in tokens
+    (default 4 x the training grid for rpe2d). compile: ``torch.compile`` each block (optional;
+    costs ~40 s of compilation on CPU and gains nothing there).
+    """
+
+    name: str = "DiT-XL/2"
+    encoder: Literal["sincos", "rope"] = "sincos"
+    train_positions: Literal["grid", "rpe2d"] = "grid"
+    max_len: int | None = None
+    micro_conditioning: bool = False
+    qk_norm: bool = False
+    theta: float = 10000.0
+    class_dropout_prob: float = 0.1
+    checkpointing: bool = False
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with a linear learning-rate warm-up (DiT: lr 1e-4, no weight decay, no warm-up)."""
+
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How the module samples (sample grids, ``lit-rpe sample``); rule None: the model default.
+
+    rule: an inference rule name (``extrapolate``, ``rpe2d_even``, ``dype_ntk``, ...) with its
+    add-ons. guidance_interval: (t_lo, t_hi) where classifier-free guidance applies.
+    """
+
+    rule: str | None = None
+    scaling: Literal["decoupled", "coupled"] = "decoupled"
+    attention_scale: Literal["none", "yarn", "proportional"] = "none"
+    timestep_shift: float | Literal["auto"] = 1.0
+    method: Literal["euler", "heun"] = "heun"
+    steps: int = 50
+    cfg_scale: float = 1.0
+    guidance_interval: tuple[float, float] | None = None
+
+    def inference_rule(self, default: str) -> InferenceRule:
+        return InferenceRule(
+            self.rule or default,
+            scaling=self.scaling,
+            attention_scale=self.attention_scale,
+            timestep_shift=self.timestep_shift,
+        )
+
+
+# Checkpoints store these in their hyper-parameters; let torch's safe (weights-only) loader
+# rebuild them instead of refusing the file.
+torch.serialization.add_safe_globals([NetConfig, OptimConfig, SamplingConfig])

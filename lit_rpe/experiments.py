@@ -1,0 +1,65 @@
+"""Experiment files: YAML configs that compose shared bases.
+
+An experiment lists the files it builds on under a top-level ``bases:`` key, paths relative to
+itself; later files override earlier ones key by key, and the experiment overrides them all.
+The composed document is handed to LightningCLI as one config, so omegaconf interpolations such
+as ``${trainer.default_root_dir}`` resolve against the final, merged values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+
+
+def list_experiments(root: Path = EXPERIMENTS_DIR) -> list[str]:
+    """Runnable experiment names (files outside ``base/`` and ``slurm/``), relative to root."""
+    if not root.is_dir():
+        return []
+    names = []
+    for path in sorted(root.rglob("*.yaml")):
+        rel = path.relative_to(root)
+        if rel.parts[0] not in ("base", "slurm") and not rel.name.startswith("grid"):
+            names.append(str(rel.with_suffix("")))
+    return names
+
+
+def compose(path: str | Path, _seen: tuple[Path, ...] = ()) -> DictConfig:
+    """Load ``path`` with its ``bases`` merged underneath (recursively); no interpolation yet."""
+    path = Path(path)
+    if not path.is_file():
+        available = ", ".join(list_experiments()) or "none found"
+        raise FileNotFoundError(f"config file not found: {path} (experiments: {available})")
+    resolved = path.resolve()
+    if resolved in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, resolved))
+        raise ValueError(f"config bases form a cycle: {chain}")
+    cfg = OmegaConf.load(path)
+    if not isinstance(cfg, DictConfig):
+        raise ValueError(f"{path} must hold a mapping at the top level")
+    bases = cfg.pop("bases", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    parts = [compose(path.parent / base, (*_seen, resolved)) for base in bases]
+    return OmegaConf.merge(*parts, cfg)
+
+
+def expand_config_args(argv: list[str]) -> list[str]:
+    """Replace every ``--config FILE`` / ``-c FILE`` / ``--config=FILE`` by its composed YAML."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("--config", "-c") and i + 1 < len(argv):
+            path, i = argv[i + 1], i + 2
+        elif arg.startswith("--config="):
+            path, i = arg.split("=", 1)[1], i + 1
+        else:
+            out.append(arg)
+            i += 1
+            continue
+        out += ["--config", OmegaConf.to_yaml(compose(path))]
+    return out

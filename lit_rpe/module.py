@@ -1,0 +1,287 @@
+"""The LightningModule: a DiT trained by flow matching, with an EMA copy used for sampling.
+
+Every random draw of a training step (label dropout, positions, t, noise) comes from a generator
+seeded by (seed, rank, step), not from global state. A resumed run therefore replays exactly the
+draws of an uninterrupted one, on every rank, without carrying generator states in checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+
+from lit_rpe.config import NetConfig, OptimConfig, SamplingConfig
+from lit_rpe.flow import (
+    FlowMatchingLoss,
+    guided_velocity,
+    loss_per_t_bucket,
+    sample_ode,
+    seeded_noise,
+)
+from lit_rpe.models import DiT
+from lit_rpe.posenc import InferenceRule
+
+LATENT_FACTOR, LATENT_CHANNELS = 8, 4  # SD-VAE
+# Positions of rpe2d_random draw from seed + offset: reusing the noise seed would correlate them.
+POSITION_SEED_OFFSET = 1 << 31
+
+
+def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
+    """EMA decay after ``step`` optimizer steps; with warm-up ``min(decay, (1 + n) / (10 + n))``
+    so short runs (the CPU demo) average over their own length instead of their initial weights."""
+    return min(decay, (1 + step) / (10 + step)) if warmup else decay
+
+
+def _pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+class DiffusionModule(LightningModule):
+    """Class-conditional DiT + flow matching.
+
+    resolution: training resolution in pixels, int or (H, W). vae_path: local folder of an SD-VAE
+    (``AutoencoderKL`` layout); None trains in pixel space. num_classes: from the data set.
+    ema_decay / ema_warmup: EMA of the weights (see ``ema_decay_at``). t_sampling: ``uniform`` or
+    ``logit_normal`` (logit_mean, logit_std). loss_buckets: number of t-buckets the loss is
+    logged in. nan_check_every_n_steps: check the loss for NaN/inf every n steps (0: never); each
+    check is one host sync on a GPU.
+    """
+
+    def __init__(
+        self,
+        net: NetConfig = NetConfig(),
+        resolution: int | tuple[int, int] = 256,
+        num_classes: int = 1000,
+        vae_path: str | None = None,
+        optim: OptimConfig = OptimConfig(),
+        ema_decay: float = 0.9999,
+        ema_warmup: bool = True,
+        t_sampling: Literal["uniform", "logit_normal"] = "uniform",
+        logit_mean: float = 0.0,
+        logit_std: float = 1.0,
+        sampling: SamplingConfig = SamplingConfig(),
+        seed: int = 0,
+        loss_buckets: int = 10,
+        nan_check_every_n_steps: int = 1,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.resolution = _pair(resolution)
+        self.latent_factor = LATENT_FACTOR if vae_path else 1
+        self.channels = LATENT_CHANNELS if vae_path else 3
+        if self.resolution[0] % self.latent_factor or self.resolution[1] % self.latent_factor:
+            raise ValueError(f"resolution {self.resolution} is not a multiple of the VAE factor 8")
+        self.net = DiT.from_name(
+            net.name,
+            input_size=tuple(r // self.latent_factor for r in self.resolution),
+            in_channels=self.channels,
+            num_classes=num_classes,
+            class_dropout_prob=0.0,  # label dropout happens here, from the step's generator
+            encoder=net.encoder,
+            theta=net.theta,
+            train_positions=net.train_positions,
+            max_len=net.max_len,
+            qk_norm=net.qk_norm,
+            micro_conditioning=net.micro_conditioning,
+            checkpointing=net.checkpointing,
+        )
+        self.ema = copy.deepcopy(self.net).requires_grad_(False).eval()
+        if net.compile:
+            for block in self.net.blocks:
+                block.compile()
+        self.loss = FlowMatchingLoss(
+            t_sampling=t_sampling, logit_mean=logit_mean, logit_std=logit_std
+        )
+        self.check_resolution(self.resolution)
+        self._vae = None  # loaded on first use; a plain attribute, so never in checkpoints
+        self.register_buffer("_bucket_sum", torch.zeros(loss_buckets), persistent=False)
+        self.register_buffer("_bucket_count", torch.zeros(loss_buckets), persistent=False)
+
+    # ---------------------------------------------------------------------------------- checks
+
+    def check_resolution(self, resolution, rule: InferenceRule | None = None) -> tuple[int, int]:
+        """Validate a pixel resolution (and rule) for this model; returns its token grid."""
+        h, w = _pair(resolution)
+        step = self.latent_factor * self.net.patch_size
+        if h % step or w % step:
+            raise ValueError(
+                f"resolution {h}x{w} does not divide the patch grid: it must be a multiple of "
+                f"{step} (VAE factor {self.latent_factor} x patch {self.net.patch_size})"
+            )
+        grid = (h // step, w // step)
+        rule = rule or self.default_rule()
+        if rule.positions.startswith("rpe2d") and any(
+            n > m for n, m in zip(grid, self.net.max_len, strict=True)
+        ):
+            max_px = tuple(m * step for m in self.net.max_len)
+            raise ValueError(
+                f"{h}x{w} px needs a {grid[0]}x{grid[1]} token grid, beyond this model's rpe2d "
+                f"max_len {self.net.max_len} (at most {max_px[0]}x{max_px[1]} px with rule "
+                f"{rule.name!r}); train with a larger net.max_len or use another rule"
+            )
+        return grid
+
+    def default_rule(self) -> InferenceRule:
+        return self.hparams.sampling.inference_rule(self.net.default_rule.name)
+
+    # ------------------------------------------------------------------------------ latents
+
+    def _vae_model(self):
+        if self._vae is None:
+            from lit_rpe.data.vae import SDVAE  # diffusers is imported only when a VAE is used
+
+            self._vae = SDVAE(self.hparams.vae_path).to(self.device)
+        return self._vae
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Pixels in [-1, 1] -> model inputs (latents with a VAE; precomputed latents pass)."""
+        if self.latent_factor == 1 or images.shape[1] == LATENT_CHANNELS:
+            return images
+        with torch.no_grad():
+            return self._vae_model().encode(images)
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Model outputs -> pixels in [-1, 1]."""
+        if self.latent_factor == 1:
+            return x
+        with torch.no_grad():
+            return self._vae_model().decode(x)
+
+    # ----------------------------------------------------------------------------- training
+
+    def _step_generator(self, stream: int, index: int) -> torch.Generator:
+        """A CPU generator for one (stream, rank, step/batch): stateless, so resume is exact."""
+        key = [self.hparams.seed, stream, self.global_rank, index]
+        seed = np.random.SeedSequence(key).generate_state(1, dtype=np.uint64)[0]
+        return torch.Generator().manual_seed(int(seed))
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        x0 = self.encode(batch["image"])
+        batch_size = x0.shape[0]
+        accumulate = self.trainer.accumulate_grad_batches if self._trainer else 1
+        gen = self._step_generator(0, self.global_step * accumulate + batch_idx % accumulate)
+        drop = torch.rand(batch_size, generator=gen) < self.hparams.net.class_dropout_prob
+        y = torch.where(drop.to(self.device), self.net.num_classes, batch["label"])
+        grid = self.net.token_grid(*x0.shape[-2:])
+        pos_h, pos_w = self.net.draw_positions(batch_size, grid, generator=gen, device=self.device)
+        box = batch.get("box") if self.net.micro_embedder is not None else None
+        out = self.loss(self.net, x0, y, generator=gen, pos_h=pos_h, pos_w=pos_w, box=box)
+        loss = out.losses.mean()
+        every = self.hparams.nan_check_every_n_steps
+        if every and self.global_step % every == 0 and not torch.isfinite(loss):
+            raise FloatingPointError(self._nan_message(loss))
+        means, counts = loss_per_t_bucket(out.losses.detach(), out.t, len(self._bucket_sum))
+        self._bucket_sum += torch.nan_to_num(means) * counts
+        self._bucket_count += counts
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        if "corrupt" in batch:
+            skipped = batch["corrupt"].sum().float()
+            self.log("data/skipped", skipped, reduce_fx="sum", on_step=False, on_epoch=True)
+        return loss
+
+    def _nan_message(self, loss: torch.Tensor) -> str:
+        ckpt = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none saved yet"
+        return (
+            f"training loss is {loss.item()} at step {self.global_step}; stopping before the "
+            f"weights are updated. Last good checkpoint: {ckpt}. Lower optim.lr, raise "
+            "optim.warmup_steps or check the data."
+        )
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        # The EMA follows each optimizer step here rather than in on_train_batch_end: callbacks
+        # (periodic checkpoints) run before the module's batch-end hook and would save an EMA
+        # one update behind, breaking exact resume.
+        super().optimizer_step(*args, **kwargs)
+        decay = ema_decay_at(self.global_step, self.hparams.ema_decay, self.hparams.ema_warmup)
+        ema_params = list(self.ema.parameters())
+        torch._foreach_lerp_(ema_params, [p.detach() for p in self.net.parameters()], 1 - decay)
+
+    def on_train_epoch_end(self) -> None:
+        sums = self.trainer.strategy.reduce(self._bucket_sum, reduce_op="sum")
+        counts = self.trainer.strategy.reduce(self._bucket_count, reduce_op="sum")
+        n = len(sums)
+        for k in range(n):
+            mean = sums[k] / counts[k].clamp_min(1)
+            self.log(f"train/loss_t{k / n:.2f}-{(k + 1) / n:.2f}", mean, rank_zero_only=True)
+        self._bucket_sum.zero_()
+        self._bucket_count.zero_()
+
+    def configure_optimizers(self):
+        o = self.hparams.optim
+        opt = torch.optim.AdamW(
+            self.net.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay
+        )
+        warmup = max(1, o.warmup_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # --------------------------------------------------------------------------- validation
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Flow-matching loss on fixed noise and a fixed t grid, for the weights and the EMA."""
+        x0 = self.encode(batch["image"])
+        gen = self._step_generator(1, batch_idx)
+        n = x0.shape[0]
+        t = ((torch.arange(n, dtype=torch.float32) + 0.5) / n).to(self.device)
+        eps = torch.randn(x0.shape, generator=gen).to(self.device, x0.dtype)
+        x_t = (1 - t.view(-1, 1, 1, 1)) * x0 + t.view(-1, 1, 1, 1) * eps
+        for name, net in (("val/loss", self.net), ("val/loss_ema", self.ema)):
+            v = net(x_t, t, batch["label"])  # eval mode: the model's default-rule positions
+            self.log(name, F.mse_loss(v.float(), (eps - x0).float()), sync_dist=True, batch_size=n)
+
+    # ----------------------------------------------------------------------------- sampling
+
+    @torch.no_grad()
+    def sample(
+        self,
+        labels: torch.Tensor | list[int],
+        seeds: list[int],
+        *,
+        resolution: int | tuple[int, int] | None = None,
+        rule: InferenceRule | None = None,
+        steps: int | None = None,
+        method: str | None = None,
+        cfg_scale: float | None = None,
+        guidance_interval: tuple[float, float] | None = None,
+        use_ema: bool = True,
+    ) -> torch.Tensor:
+        """Generate images at any resolution with any inference rule: (B, 3, H, W) in [-1, 1].
+
+        Image i starts from noise seeded by ``seeds[i]`` (and, for ``rpe2d_random``, positions
+        from ``seeds[i] + POSITION_SEED_OFFSET``), so it does not depend on the batch it is in.
+        Unset options come from ``hparams.sampling``.
+        """
+        cfg = self.hparams.sampling
+        rule = rule or self.default_rule()
+        resolution = _pair(resolution or self.resolution)
+        grid = self.check_resolution(resolution, rule)
+        net = self.ema if use_ema else self.net
+        labels = torch.as_tensor(labels, dtype=torch.long, device=self.device)
+        latent = tuple(r // self.latent_factor for r in resolution)
+        pos_seeds = [s + POSITION_SEED_OFFSET for s in seeds]
+        pos_h, pos_w = net.rule_positions(
+            rule, len(seeds), grid, seeds=pos_seeds, device=self.device
+        )
+        noise = seeded_noise(seeds, (self.channels, *latent), device=self.device)
+        train_tokens = math.prod(net.train_grid)
+        shift = rule.shift_factor(train_tokens=train_tokens, test_tokens=math.prod(grid))
+        velocity = guided_velocity(
+            net,
+            labels,
+            num_classes=net.num_classes,
+            cfg_scale=cfg.cfg_scale if cfg_scale is None else cfg_scale,
+            interval=guidance_interval or cfg.guidance_interval,
+            rule=rule,
+            pos_h=pos_h,
+            pos_w=pos_w,
+        )
+        x = sample_ode(
+            velocity, noise, steps=steps or cfg.steps, method=method or cfg.method, shift=shift
+        )
+        return self.decode(x).clamp(-1, 1)

@@ -1,0 +1,64 @@
+"""Experiment files compose shared bases; interpolations resolve against the merged config."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from lit_rpe.experiments import EXPERIMENTS_DIR, compose, expand_config_args, list_experiments
+
+PAPER_EXPERIMENTS = [
+    "sincos_256",
+    "rope_256",
+    "rpe2d_256",
+    "rpe2d_sincos_256",
+    "rpe2d_256_nocrop",
+    "rpe2d_256_nomicro",
+]
+
+
+def test_paper_experiments_exist_and_differ_as_intended():
+    assert set(PAPER_EXPERIMENTS) <= set(list_experiments())
+    cfg = {name: compose(EXPERIMENTS_DIR / f"{name}.yaml") for name in PAPER_EXPERIMENTS}
+    for name, c in cfg.items():
+        assert c.model.net.name == "DiT-XL/2" and c.trainer.default_root_dir == f"runs/{name}"
+    assert cfg["sincos_256"].model.net.encoder == "sincos"
+    assert cfg["rope_256"].model.net.train_positions == "grid"
+    rpe = cfg["rpe2d_256"]
+    assert (rpe.model.net.encoder, rpe.model.net.train_positions) == ("rope", "rpe2d")
+    assert rpe.model.net.micro_conditioning and rpe.data.augmentation == "random_resized_crop"
+    assert cfg["rpe2d_sincos_256"].model.net.encoder == "sincos"
+    assert cfg["rpe2d_256_nocrop"].data.augmentation == "center_crop"
+    assert not cfg["rpe2d_256_nomicro"].model.net.micro_conditioning
+    assert cfg["rpe2d_256_nomicro"].data.augmentation == "random_resized_crop"
+
+
+def test_interpolation_follows_the_overriding_run_dir():
+    cfg = compose(EXPERIMENTS_DIR / "rpe2d_256_nomicro.yaml")
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    ckpt = next(
+        c for c in resolved["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")
+    )
+    assert ckpt["init_args"]["dirpath"] == "runs/rpe2d_256_nomicro/checkpoints"
+
+
+def test_bases_merge_in_order_and_cycles_are_reported(tmp_path):
+    (tmp_path / "a.yaml").write_text("x: 1\ny: {p: 1, q: 1}\n")
+    (tmp_path / "b.yaml").write_text("bases: [a.yaml]\ny: {q: 2}\n")
+    (tmp_path / "c.yaml").write_text("bases: [b.yaml]\ny: {p: 3}\n")
+    assert OmegaConf.to_container(compose(tmp_path / "c.yaml")) == {"x": 1, "y": {"p": 3, "q": 2}}
+    (tmp_path / "d.yaml").write_text("bases: [e.yaml]\n")
+    (tmp_path / "e.yaml").write_text("bases: [d.yaml]\n")
+    with pytest.raises(ValueError, match="cycle"):
+        compose(tmp_path / "d.yaml")
+
+
+def test_missing_config_lists_experiments():
+    with pytest.raises(FileNotFoundError, match="experiments: .*rpe2d_256"):
+        compose("experiments/rpe2d_1024.yaml")
+
+
+def test_expand_replaces_every_config_flag(tmp_path):
+    (tmp_path / "a.yaml").write_text("x: 1\n")
+    args = expand_config_args(
+        ["fit", "--config", str(tmp_path / "a.yaml"), f"--config={tmp_path / 'a.yaml'}", "--x=2"]
+    )
+    assert args == ["fit", "--config", "x: 1\n", "--config", "x: 1\n", "--x=2"]

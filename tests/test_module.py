@@ -1,0 +1,194 @@
+"""The LightningModule: exact resume, EMA, NaN stop, sampling at any resolution (issue 5)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader, Dataset
+
+from lit_rpe.config import NetConfig, OptimConfig, SamplingConfig
+from lit_rpe.module import DiffusionModule, ema_decay_at
+from lit_rpe.posenc import InferenceRule
+
+RES = 16
+
+
+class TensorImages(Dataset):
+    """A fixed toy image set in the batch format of the data pipeline."""
+
+    def __init__(self, n=64, seed=0, nan_at=None):
+        g = torch.Generator().manual_seed(seed)
+        self.images = torch.rand(n, 3, RES, RES, generator=g) * 2 - 1
+        if nan_at is not None:
+            self.images[nan_at] = float("nan")
+        self.labels = torch.randint(0, 4, (n,), generator=g)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        box = torch.tensor([0.1, 0.0, 0.8, 0.8])
+        return {
+            "image": self.images[i],
+            "label": self.labels[i],
+            "box": box,
+            "corrupt": torch.tensor(0),
+        }
+
+
+class TensorData(LightningDataModule):
+    def __init__(self, batch_size=8, **kw):
+        super().__init__()
+        self.ds, self.batch_size = TensorImages(**kw), batch_size
+
+    def train_dataloader(self):
+        return DataLoader(self.ds, batch_size=self.batch_size, shuffle=False)
+
+    def val_dataloader(self):
+        return DataLoader(self.ds, batch_size=self.batch_size)
+
+
+def make_module(**kw):
+    torch.manual_seed(0)
+    net = kw.pop(
+        "net",
+        NetConfig(name="DiT-N/2", encoder="rope", train_positions="rpe2d", micro_conditioning=True),
+    )
+    return DiffusionModule(
+        net=net,
+        resolution=RES,
+        num_classes=4,
+        optim=OptimConfig(lr=1e-3, warmup_steps=2),
+        ema_decay=0.99,
+        sampling=SamplingConfig(steps=3, method="euler"),
+        **kw,
+    )
+
+
+def make_trainer(tmp_path, max_steps, **kw):
+    return Trainer(
+        default_root_dir=tmp_path,
+        max_steps=max_steps,
+        accelerator="cpu",
+        devices=1,
+        deterministic=True,
+        enable_progress_bar=False,
+        logger=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        enable_model_summary=False,
+        **kw,
+    )
+
+
+def test_exact_resume_equals_straight_run(tmp_path):
+    n = 4  # 64 images / batch 8 = 8 steps per epoch: this resumes on an epoch boundary (a
+    # map-style loader cannot resume mid-epoch; the streaming data module's own test does).
+    straight = make_module()
+    make_trainer(tmp_path / "a", 2 * n * 2).fit(straight, TensorData())
+
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "b", save_last=True, every_n_train_steps=2 * n)
+    first = make_module()
+    make_trainer(tmp_path / "b", 2 * n, callbacks=[ckpt]).fit(first, TensorData())
+    resumed = make_module()
+    trainer = make_trainer(tmp_path / "b", 2 * n * 2)
+    trainer.fit(resumed, TensorData(), ckpt_path=str(tmp_path / "b" / "last.ckpt"))
+
+    for a, b in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert a[0] == b[0]
+        torch.testing.assert_close(a[1], b[1], rtol=0, atol=0, msg=f"{a[0]} differs")
+    assert any(k.startswith("ema.") for k in straight.state_dict())
+    opt_a = straight.trainer.optimizers[0].state_dict()["state"]
+    opt_b = trainer.optimizers[0].state_dict()["state"]
+    for k in opt_a:
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            torch.testing.assert_close(opt_a[k][name], opt_b[k][name], rtol=0, atol=0)
+
+
+def test_ema_tracks_weights_with_warmup():
+    assert ema_decay_at(0, 0.9999, True) == pytest.approx(0.1)
+    assert ema_decay_at(10**6, 0.9999, True) == 0.9999
+    assert ema_decay_at(0, 0.9999, False) == 0.9999
+
+
+def test_ema_differs_from_weights_after_training(tmp_path):
+    module = make_module()
+    make_trainer(tmp_path, 6).fit(module, TensorData())
+    net, ema = dict(module.net.named_parameters()), dict(module.ema.named_parameters())
+    assert not all(torch.equal(net[k], ema[k]) for k in net)
+    assert all(not p.requires_grad for p in module.ema.parameters())
+
+
+def test_nan_loss_stops_with_a_message_before_updating(tmp_path):
+    module = make_module()
+    before = {k: v.clone() for k, v in module.net.state_dict().items()}
+    with pytest.raises(
+        FloatingPointError, match="training loss is nan at step 0.*Last good checkpoint"
+    ):
+        make_trainer(tmp_path, 4).fit(module, TensorData(nan_at=3))
+    for k, v in module.net.state_dict().items():
+        assert torch.equal(v, before[k]), "weights changed by a NaN step"
+
+
+def test_sample_any_resolution_and_rule_is_seeded_per_image():
+    module = make_module().eval()
+    a = module.sample([0, 1, 2], [5, 6, 7], resolution=(32, 24), rule=InferenceRule("rpe2d_random"))
+    b = module.sample([1], [6], resolution=(32, 24), rule=InferenceRule("rpe2d_random"))
+    assert a.shape == (3, 3, 32, 24) and a.min() >= -1 and a.max() <= 1
+    torch.testing.assert_close(a[1:2], b)
+    for rule in ("rpe2d_even", "extrapolate", "dype_yarn"):
+        assert module.sample([0], [0], resolution=8, rule=InferenceRule(rule)).shape == (1, 3, 8, 8)
+
+
+def test_resolution_errors_are_clear():
+    module = make_module()
+    with pytest.raises(ValueError, match="multiple of 2"):
+        module.check_resolution(17)
+    with pytest.raises(ValueError, match=r"beyond this model's rpe2d max_len \(32, 32\).*64x64 px"):
+        module.check_resolution(128, InferenceRule("rpe2d_even"))
+    module.check_resolution(128, InferenceRule("ntk"))  # extrapolating rules have no limit
+    with pytest.raises(ValueError, match="multiple of the VAE factor 8"):
+        DiffusionModule(net=NetConfig(name="DiT-N/2"), resolution=20, vae_path="nowhere")
+
+
+def test_loss_is_logged_per_t_bucket(tmp_path):
+    module = make_module(loss_buckets=4)
+    trainer = make_trainer(tmp_path, 8)
+    trainer.fit(module, TensorData())
+    buckets = [
+        "train/loss_t0.00-0.25",
+        "train/loss_t0.25-0.50",
+        "train/loss_t0.50-0.75",
+        "train/loss_t0.75-1.00",
+    ]
+    assert set(buckets) <= set(trainer.callback_metrics)
+    # 8 steps x 8 samples, uniform t: the bucket means bracket the overall loss
+    means = torch.stack([trainer.callback_metrics[k] for k in buckets])
+    assert torch.isfinite(means).all() and (means > 0).all()
+
+
+@pytest.mark.ddp
+def test_two_process_cpu_ddp_fit(tmp_path):
+    module = make_module()
+    trainer = Trainer(
+        default_root_dir=tmp_path,
+        max_steps=3,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        enable_progress_bar=False,
+        logger=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        enable_model_summary=False,
+        callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)],
+    )
+    trainer.fit(module, TensorData())
+    state = torch.load(Path(tmp_path) / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert state["global_step"] == 3
+    # the spawned ranks trained the weights that came back: they moved away from the init
+    fresh = make_module().net.state_dict()
+    moved = [not torch.equal(v, fresh[k]) for k, v in module.net.state_dict().items()]
+    assert any(moved)
