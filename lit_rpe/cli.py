@@ -8,13 +8,15 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lit_rpe.experiments import expand_config_args
 from lit_rpe.module import DiffusionModule
@@ -22,13 +24,18 @@ from lit_rpe.posenc import INFERENCE_RULES, InferenceRule
 
 
 def last_checkpoint(trainer: Trainer) -> Path | None:
-    """``last.ckpt`` of this run's checkpoint folder, if a previous run left one."""
+    """The newest checkpoint a previous run of this run directory left, if any.
+
+    Candidates: ``last.ckpt`` of the checkpoint folder and the ``hpc_ckpt_<n>.ckpt`` files that
+    Lightning writes on SLURM's requeue signal; the most recently written one wins.
+    """
     callback = trainer.checkpoint_callback
     folder = Path(callback.dirpath) if callback and callback.dirpath else None
     if folder is None:
         folder = Path(trainer.default_root_dir) / "checkpoints"
-    last = folder / "last.ckpt"
-    return last if last.is_file() else None
+    candidates = [folder / "last.ckpt", *Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")]
+    existing = [c for c in candidates if c.is_file()]
+    return max(existing, key=lambda c: c.stat().st_mtime_ns) if existing else None
 
 
 class LitRPETrainer(Trainer):
@@ -107,6 +114,12 @@ class LitRPECLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
     def before_fit(self) -> None:
+        if SLURMEnvironment.detect() and shutil.which("scontrol") is None:
+            rank_zero_warn(
+                "scontrol not found: on SIGUSR1 the run still saves hpc_ckpt_<n>.ckpt in "
+                f"{self.trainer.default_root_dir}, but cannot requeue itself; submit the job "
+                "again and it resumes from that checkpoint."
+            )
         config = self.config_init[self.subcommand]
         if config.get("ckpt_path") is None:
             last = last_checkpoint(self.trainer)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -50,7 +51,9 @@ class DiffusionModule(LightningModule):
     ema_decay / ema_warmup: EMA of the weights (see ``ema_decay_at``). t_sampling: ``uniform`` or
     ``logit_normal`` (logit_mean, logit_std). loss_buckets: number of t-buckets the loss is
     logged in. nan_check_every_n_steps: check the loss for NaN/inf every n steps (0: never); each
-    check is one host sync on a GPU.
+    check is one host sync on a GPU. init_from: a checkpoint whose weights and EMA start this run
+    (multi-stage training, e.g. a 256 px model continued at 512 px) with a fresh optimizer;
+    ignored when the run resumes from its own checkpoint.
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class DiffusionModule(LightningModule):
         seed: int = 0,
         loss_buckets: int = 10,
         nan_check_every_n_steps: int = 1,
+        init_from: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -129,6 +133,30 @@ class DiffusionModule(LightningModule):
 
     def default_rule(self) -> InferenceRule:
         return self.hparams.sampling.inference_rule(self.net.default_rule.name)
+
+    def setup(self, stage: str) -> None:
+        # Lightning restores a resumed run's own checkpoint after setup, so a resume wins.
+        if stage == "fit" and self.hparams.init_from:
+            self.load_weights(self.hparams.init_from)
+
+    def load_weights(self, path: str) -> None:
+        """Copy the weights and EMA of a checkpoint into this model (any training resolution:
+        the model has no resolution-sized parameters); the optimizer is not touched."""
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"init_from checkpoint not found: {path}")
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        for prefix, target in (("net.", self.net), ("ema.", self.ema)):
+            part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            if prefix == "ema." and not part:
+                part = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+            try:
+                target.load_state_dict(part)
+            except RuntimeError as err:
+                raise ValueError(
+                    f"init_from {path} does not fit this model ({self.hparams.net.name}, "
+                    f"{self.hparams.net.encoder}, micro_conditioning="
+                    f"{self.hparams.net.micro_conditioning}): {err}"
+                ) from err
 
     # ------------------------------------------------------------------------------ latents
 

@@ -18,9 +18,9 @@ RES = 16
 class TensorImages(Dataset):
     """A fixed toy image set in the batch format of the data pipeline."""
 
-    def __init__(self, n=64, seed=0, nan_at=None):
+    def __init__(self, n=64, seed=0, nan_at=None, images_res=RES):
         g = torch.Generator().manual_seed(seed)
-        self.images = torch.rand(n, 3, RES, RES, generator=g) * 2 - 1
+        self.images = torch.rand(n, 3, images_res, images_res, generator=g) * 2 - 1
         if nan_at is not None:
             self.images[nan_at] = float("nan")
         self.labels = torch.randint(0, 4, (n,), generator=g)
@@ -50,7 +50,7 @@ class TensorData(LightningDataModule):
         return DataLoader(self.ds, batch_size=self.batch_size)
 
 
-def make_module(**kw):
+def make_module(resolution=RES, **kw):
     torch.manual_seed(0)
     net = kw.pop(
         "net",
@@ -58,7 +58,7 @@ def make_module(**kw):
     )
     return DiffusionModule(
         net=net,
-        resolution=RES,
+        resolution=resolution,
         num_classes=4,
         optim=OptimConfig(lr=1e-3, warmup_steps=2),
         ema_decay=0.99,
@@ -192,3 +192,32 @@ def test_two_process_cpu_ddp_fit(tmp_path):
     fresh = make_module().net.state_dict()
     moved = [not torch.equal(v, fresh[k]) for k, v in module.net.state_dict().items()]
     assert any(moved)
+
+
+def test_init_from_copies_weights_into_a_larger_resolution_with_a_fresh_optimizer(tmp_path):
+    low = make_module()
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "low", save_last=True)
+    make_trainer(tmp_path / "low", 5, callbacks=[ckpt]).fit(low, TensorData())
+    high = make_module(resolution=2 * RES, init_from=str(tmp_path / "low" / "last.ckpt"))
+    assert high.net.train_grid == (2 * low.net.train_grid[0],) * 2
+    high.setup("fit")
+    for name in ("net", "ema"):
+        a, b = getattr(low, name).state_dict(), getattr(high, name).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{name} not copied"
+    trainer = make_trainer(tmp_path / "high", 1)
+    trainer.fit(high, TensorData(images_res=2 * RES))
+    steps = {int(s["step"]) for s in trainer.optimizers[0].state_dict()["state"].values()}
+    assert steps == {1}  # a fresh optimizer: one step, not 5 + 1
+
+
+def test_init_from_refuses_a_different_architecture(tmp_path):
+    low = make_module()
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    make_trainer(tmp_path, 1, callbacks=[ckpt]).fit(low, TensorData())
+    other = make_module(
+        net=NetConfig(name="DiT-N/2", encoder="rope"), init_from=str(tmp_path / "last.ckpt")
+    )
+    with pytest.raises(ValueError, match="does not fit this model"):
+        other.setup("fit")
+    with pytest.raises(FileNotFoundError, match="init_from checkpoint not found"):
+        make_module(init_from=str(tmp_path / "missing.ckpt")).setup("fit")
