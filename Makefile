@@ -6,7 +6,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint format clean
+.PHONY: help install test test-all lint format clean train sample sbatch experiments
+
+EXP ?= demo
+RES ?=
+RULE ?=
+ARGS ?=
+NODES ?= 1
+GPUS ?= 8
+PARTITION ?=
+TIME ?= 48:00:00
+DRY ?=
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -35,5 +45,41 @@ format: $(STAMP) ## Format the code with ruff
 	$(VENV)/bin/ruff check --fix lit_rpe tests bench data
 	$(VENV)/bin/ruff format lit_rpe tests bench data
 
+experiments: $(STAMP) ## List the runnable experiments
+	@$(PY) -c "from lit_rpe.experiments import list_experiments; print('\n'.join(list_experiments()))"
+
+# Unknown experiment names fail here with the list of valid ones, before anything starts.
+check-exp = @test -f experiments/$(EXP).yaml || { echo "unknown experiment '$(EXP)'; valid:"; \
+	$(PY) -c "from lit_rpe.experiments import list_experiments; print(' '.join(list_experiments()))"; exit 2; }
+
+train: $(STAMP) ## Train EXP (resumes its run directory by itself): make train EXP=rpe2d_256 [ARGS=...]
+	$(check-exp)
+	$(PY) -m lit_rpe fit --config experiments/$(EXP).yaml $(ARGS)
+
+sample: $(STAMP) ## Sample EXP's last checkpoint: make sample EXP=demo RES=64 RULE=rpe2d_even
+	$(check-exp)
+	$(PY) -m lit_rpe sample --config experiments/$(EXP).yaml $(if $(RES),--resolution $(RES)) $(if $(RULE),--rule $(RULE)) $(ARGS)
+
+sbatch: $(STAMP) ## Render + submit EXP on SLURM: make sbatch EXP=rpe2d_256 NODES=4 GPUS=8 [PARTITION= TIME= DRY=1]
+	$(check-exp)
+	$(PY) -m lit_rpe.slurm $(EXP) --nodes $(NODES) --gpus $(GPUS) --time $(TIME) $(if $(PARTITION),--partition $(PARTITION)) $(if $(DRY),--dry) --args="$(ARGS)"
+
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+
+# ---- data: the embedded photo set, shard conversion, precomputed latents, loader benchmark ----
+.PHONY: photos shards latents bench-loader
+
+photos: $(STAMP) ## Build the embedded photo set into data/photos (offline, idempotent)
+	$(PY) data/build_photos.py --out data/photos
+
+shards: $(STAMP) ## Image tree -> shards: make shards SRC=<tree> OUT=<dir> [VAL_LABELS=<file>]
+	@test -n "$(SRC)" -a -n "$(OUT)" || { echo "usage: make shards SRC=<image tree> OUT=<shard folder> [VAL_LABELS=<label file>]"; exit 2; }
+	$(PY) -m lit_rpe.data.make_shards "$(SRC)" --out "$(OUT)" $(if $(VAL_LABELS),--val-labels "$(VAL_LABELS)")
+
+latents: $(STAMP) ## Precompute VAE latents: make latents SHARDS=<in> OUT=<dir> VAE=<folder> [RES= ZOOM=]
+	@test -n "$(SHARDS)" -a -n "$(OUT)" -a -n "$(VAE)" || { echo "usage: make latents SHARDS=<image shards> OUT=<folder> VAE=<local AutoencoderKL folder> [RES=256] [ZOOM=1.0]"; exit 2; }
+	$(PY) -m lit_rpe.data.precompute_latents --shards "$(SHARDS)" --out "$(OUT)" --vae "$(VAE)" --resolution $(or $(RES),256) --zoom $(or $(ZOOM),1.0)
+
+bench-loader: $(STAMP) ## Loader throughput: streaming shards vs naive decode-then-resize
+	$(PY) bench/bench_loader.py

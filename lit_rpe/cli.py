@@ -132,14 +132,18 @@ def main(argv: list[str] | None = None) -> None:
     from lit_rpe.data import ImageShardDataModule
 
     args = expand_config_args(list(sys.argv[1:] if argv is None else argv))
-    LitRPECLI(
-        DiffusionModule,
-        ImageShardDataModule,
-        trainer_class=LitRPETrainer,
-        parser_kwargs={"parser_mode": "omegaconf"},
-        args=args,
-        save_config_kwargs={"overwrite": True},
-    )
+    saved_argv = sys.argv[:]
+    sys.argv[1:] = args  # LightningCLI reads sys.argv itself: give it the composed configs
+    try:
+        LitRPECLI(
+            DiffusionModule,
+            ImageShardDataModule,
+            trainer_class=LitRPETrainer,
+            parser_kwargs={"parser_mode": "omegaconf"},
+            save_config_kwargs={"overwrite": True},
+        )
+    finally:
+        sys.argv[:] = saved_argv
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ConfigTypeError
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 
@@ -47,8 +48,41 @@ def compose(path: str | Path, _seen: tuple[Path, ...] = ()) -> DictConfig:
     return OmegaConf.merge(*parts, cfg)
 
 
+def scalar_overrides(argv: list[str]) -> list[str]:
+    """``key=value`` of every ``--key=value`` / ``--key value`` option of a command line."""
+    pairs = []
+    for i, arg in enumerate(argv):
+        if not arg.startswith("--") or arg.startswith("--config"):
+            continue
+        if "=" in arg:
+            pairs.append(arg[2:])
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            pairs.append(f"{arg[2:]}={argv[i + 1]}")
+    return pairs
+
+
+def apply_overrides(cfg: DictConfig, pairs: list[str]) -> DictConfig:
+    """Set the scalar keys of ``cfg`` that a command line overrides, so that interpolations
+    (``${trainer.default_root_dir}/checkpoints``) follow ``--trainer.default_root_dir=...``.
+    The options still reach LightningCLI unchanged; lists and unknown keys are left to it."""
+    for pair in pairs:
+        key = pair.partition("=")[0]
+        if not key or "+" in key:  # list appends (callbacks+=...) are LightningCLI's business
+            continue
+        try:
+            current = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        except (ConfigKeyError, ConfigTypeError):  # a path through a list: LightningCLI's too
+            continue
+        if current is not None and not OmegaConf.is_config(current):
+            value = OmegaConf.select(OmegaConf.from_dotlist([pair]), key)
+            OmegaConf.update(cfg, key, value, merge=False)
+    return cfg
+
+
 def expand_config_args(argv: list[str]) -> list[str]:
-    """Replace every ``--config FILE`` / ``-c FILE`` / ``--config=FILE`` by its composed YAML."""
+    """Replace every ``--config FILE`` / ``-c FILE`` / ``--config=FILE`` by its composed YAML,
+    with the command line's scalar overrides applied (see ``apply_overrides``)."""
+    overrides = scalar_overrides(argv)
     out: list[str] = []
     i = 0
     while i < len(argv):
@@ -61,5 +95,5 @@ def expand_config_args(argv: list[str]) -> list[str]:
             out.append(arg)
             i += 1
             continue
-        out += ["--config", OmegaConf.to_yaml(compose(path))]
+        out += ["--config", OmegaConf.to_yaml(apply_overrides(compose(path), overrides))]
     return out

@@ -76,6 +76,13 @@ class DiffusionModule(LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
+        # Typed copies: under LightningCLI, hparams hold the CLI's plain dicts instead.
+        self.net_config = NetConfig(**net) if isinstance(net, dict) else net
+        self.optim_config = OptimConfig(**optim) if isinstance(optim, dict) else optim
+        self.sampling_config = (
+            SamplingConfig(**sampling) if isinstance(sampling, dict) else sampling
+        )
+        net = self.net_config
         self.resolution = _pair(resolution)
         self.latent_factor = LATENT_FACTOR if vae_path else 1
         self.channels = LATENT_CHANNELS if vae_path else 3
@@ -132,7 +139,7 @@ class DiffusionModule(LightningModule):
         return grid
 
     def default_rule(self) -> InferenceRule:
-        return self.hparams.sampling.inference_rule(self.net.default_rule.name)
+        return self.sampling_config.inference_rule(self.net.default_rule.name)
 
     def setup(self, stage: str) -> None:
         # Lightning restores a resumed run's own checkpoint after setup, so a resume wins.
@@ -153,9 +160,9 @@ class DiffusionModule(LightningModule):
                 target.load_state_dict(part)
             except RuntimeError as err:
                 raise ValueError(
-                    f"init_from {path} does not fit this model ({self.hparams.net.name}, "
-                    f"{self.hparams.net.encoder}, micro_conditioning="
-                    f"{self.hparams.net.micro_conditioning}): {err}"
+                    f"init_from {path} does not fit this model ({self.net_config.name}, "
+                    f"{self.net_config.encoder}, micro_conditioning="
+                    f"{self.net_config.micro_conditioning}): {err}"
                 ) from err
 
     # ------------------------------------------------------------------------------ latents
@@ -194,7 +201,7 @@ class DiffusionModule(LightningModule):
         batch_size = x0.shape[0]
         accumulate = self.trainer.accumulate_grad_batches if self._trainer else 1
         gen = self._step_generator(0, self.global_step * accumulate + batch_idx % accumulate)
-        drop = torch.rand(batch_size, generator=gen) < self.hparams.net.class_dropout_prob
+        drop = torch.rand(batch_size, generator=gen) < self.net_config.class_dropout_prob
         y = torch.where(drop.to(self.device), self.net.num_classes, batch["label"])
         grid = self.net.token_grid(*x0.shape[-2:])
         pos_h, pos_w = self.net.draw_positions(batch_size, grid, generator=gen, device=self.device)
@@ -241,7 +248,7 @@ class DiffusionModule(LightningModule):
         self._bucket_count.zero_()
 
     def configure_optimizers(self):
-        o = self.hparams.optim
+        o = self.optim_config
         opt = torch.optim.AdamW(
             self.net.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay
         )
@@ -283,9 +290,9 @@ class DiffusionModule(LightningModule):
 
         Image i starts from noise seeded by ``seeds[i]`` (and, for ``rpe2d_random``, positions
         from ``seeds[i] + POSITION_SEED_OFFSET``), so it does not depend on the batch it is in.
-        Unset options come from ``hparams.sampling``.
+        Unset options come from the sampling config.
         """
-        cfg = self.hparams.sampling
+        cfg = self.sampling_config
         rule = rule or self.default_rule()
         resolution = _pair(resolution or self.resolution)
         grid = self.check_resolution(resolution, rule)

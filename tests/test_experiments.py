@@ -61,4 +61,34 @@ def test_expand_replaces_every_config_flag(tmp_path):
     args = expand_config_args(
         ["fit", "--config", str(tmp_path / "a.yaml"), f"--config={tmp_path / 'a.yaml'}", "--x=2"]
     )
-    assert args == ["fit", "--config", "x: 1\n", "--config", "x: 1\n", "--x=2"]
+    # the scalar override is applied to the composed document too (and still passed on)
+    assert args == ["fit", "--config", "x: 2\n", "--config", "x: 2\n", "--x=2"]
+
+
+def test_command_line_overrides_reach_interpolations():
+    args = expand_config_args(
+        [
+            "fit",
+            "--config",
+            str(EXPERIMENTS_DIR / "demo.yaml"),
+            "--trainer.default_root_dir=/tmp/x",
+            "--trainer.max_steps",
+            "7",
+            "--trainer.callbacks+=a.B",
+            "--model.net.nope=1",
+        ]
+    )
+    composed = OmegaConf.to_container(OmegaConf.create(args[2]), resolve=True)
+    ckpt = next(
+        c for c in composed["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")
+    )
+    assert ckpt["init_args"]["dirpath"] == "/tmp/x/checkpoints"
+    assert composed["trainer"]["max_steps"] == 7
+    assert "nope" not in composed["model"]["net"]  # unknown keys stay for LightningCLI to refuse
+    assert args[3:] == [
+        "--trainer.default_root_dir=/tmp/x",
+        "--trainer.max_steps",
+        "7",
+        "--trainer.callbacks+=a.B",
+        "--model.net.nope=1",
+    ]

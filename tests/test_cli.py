@@ -1,0 +1,199 @@
+"""The command line: every experiment parses, SLURM requeue resumes, sampling writes grids."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_rpe.cli import main
+from lit_rpe.experiments import EXPERIMENTS_DIR, list_experiments
+
+ROOT = EXPERIMENTS_DIR.parent
+
+
+@pytest.mark.parametrize("experiment", list_experiments())
+def test_print_config_parses_every_experiment(experiment, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(EXPERIMENTS_DIR / f"{experiment}.yaml"), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert f"default_root_dir: runs/{experiment}" in out
+    assert "${" not in out  # every interpolation resolved
+
+
+def test_wrong_config_key_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "fit",
+                "--config",
+                str(EXPERIMENTS_DIR / "demo.yaml"),
+                "--model.net.encoderr=rope",
+                "--print_config",
+            ]
+        )
+    assert exit_info.value.code != 0
+    assert "encoderr" in capsys.readouterr().err
+
+
+def tiny_fit_args(run_dir: Path, probe: Path, max_steps: int, delay: float) -> list[str]:
+    """The demo experiment shrunk to seconds: DiT-N/2 at 16 px, no validation."""
+    return [
+        sys.executable,
+        "-m",
+        "lit_rpe",
+        "fit",
+        "--config",
+        "experiments/demo.yaml",
+        f"--trainer.default_root_dir={run_dir}",
+        f"--trainer.max_steps={max_steps}",
+        "--trainer.limit_val_batches=0",
+        "--trainer.log_every_n_steps=1",
+        "--model.net.name=DiT-N/2",
+        "--data.resolution=16",
+        "--data.batch_size=4",
+        "--data.num_workers=0",
+        "--trainer.precision=32",
+        "--trainer.callbacks+=cli_probe.StepProbe",
+        f"--trainer.callbacks.init_args.path={probe}",
+        f"--trainer.callbacks.init_args.delay={delay}",
+    ]
+
+
+def slurm_env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"))
+    env.update(
+        SLURM_NTASKS="1",
+        SLURM_JOB_ID="4242",
+        SLURM_JOB_NAME="lit_rpe_test",
+        SLURM_PROCID="0",
+        SLURM_LOCALID="0",
+        SLURM_NODEID="0",
+        SLURM_NTASKS_PER_NODE="1",
+    )
+    env["PATH"] = os.pathsep.join(
+        p for p in env["PATH"].split(os.pathsep) if not (Path(p) / "scontrol").exists()
+    )
+    return env
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def photo_set():
+    if not (ROOT / "data" / "photos" / "classes.json").is_file():
+        subprocess.run(
+            [sys.executable, "data/build_photos.py", "--no-progress"], cwd=ROOT, check=True
+        )
+
+
+def test_sigusr1_saves_requeue_checkpoint_and_next_run_resumes_from_it(tmp_path, photo_set):
+    run_dir, probe = tmp_path / "run", tmp_path / "steps.txt"
+    first = subprocess.Popen(
+        tiny_fit_args(run_dir, probe, 1000, 0.2),
+        cwd=ROOT,
+        env=slurm_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: probe.exists() and probe.read_text().count("step") >= 3, 120, "training")
+        first.send_signal(signal.SIGUSR1)
+        wait_for(lambda: (run_dir / "hpc_ckpt_1.ckpt").exists(), 60, "the requeue checkpoint")
+        time.sleep(1.0)  # the job keeps training until SLURM kills it; so does this one
+        assert first.poll() is None, "the requeue attempt without scontrol must not crash the run"
+    finally:
+        first.kill()  # what SLURM does to a requeued job
+        output = first.communicate()[0]
+    saved_step = torch.load(run_dir / "hpc_ckpt_1.ckpt", map_location="cpu", weights_only=True)[
+        "global_step"
+    ]
+    assert saved_step >= 3
+    assert "requeue" in output.lower()
+
+    probe.unlink()
+    second = subprocess.run(
+        tiny_fit_args(run_dir, probe, saved_step + 2, 0.0),
+        cwd=ROOT,
+        env=slurm_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    lines = probe.read_text().split()
+    assert lines[:2] == ["start", str(saved_step)], "did not resume at the saved step"
+    assert lines[-1] == str(saved_step + 2)
+    assert "scontrol not found" in second.stderr + second.stdout
+
+
+def test_fit_resumes_by_itself_and_sample_writes_a_grid(tmp_path, photo_set):
+    run_dir, probe = tmp_path / "run", tmp_path / "steps.txt"
+    for steps in (2, 4):
+        done = subprocess.run(
+            tiny_fit_args(run_dir, probe, steps, 0.0),
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=str(ROOT / "tests")),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert probe.read_text().split().count("start") == 2
+    assert "start 2" in probe.read_text()  # the second run picked up last.ckpt by itself
+    sample = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lit_rpe",
+            "sample",
+            "--config",
+            "experiments/demo.yaml",
+            f"--trainer.default_root_dir={run_dir}",
+            "--model.net.name=DiT-N/2",
+            "--data.resolution=16",
+            "--resolution=32",
+            "--rule=dype_ntk",
+            "--num_images=4",
+            "--steps=2",
+            f"--out_dir={tmp_path}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert sample.returncode == 0, sample.stderr[-3000:]
+    assert (tmp_path / "dype_ntk_32x32.png").is_file()
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lit_rpe",
+            "sample",
+            "--config",
+            "experiments/demo.yaml",
+            f"--trainer.default_root_dir={run_dir}",
+            "--model.net.name=DiT-N/2",
+            "--data.resolution=16",
+            "--resolution=33",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert bad.returncode != 0 and "multiple of 2" in bad.stderr
