@@ -1,0 +1,68 @@
+"""``StreamLoader``: a DataLoader over a ``ShardStream`` that learns its epoch when iterated.
+
+Lightning iterates the train loader once per epoch (whether or not it rebuilds it with
+``reload_dataloaders_every_n_epochs``). Asking for (epoch, batches to skip) at that moment, rather
+than when the loader is built, keeps the shuffle changing every epoch either way; workers are not
+persistent, so each epoch's workers receive the stream with the new position.
+
+Workers start from a fork server rather than by forking the training process. Forking a process
+whose other threads are alive (the queue feeder threads of the previous iterator, exiting while the
+next iterator starts its workers; gloo's threads under DDP) can leave the child waiting forever on
+an interpreter lock a vanished thread held, and the rank then hangs at an epoch boundary. The fork
+server is single-threaded and has imported ``lit_rpe.data`` once, so starting a worker stays cheap.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterator
+from multiprocessing.context import BaseContext
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from lit_rpe.data.stream import ShardStream
+
+
+def worker_context() -> BaseContext:
+    """The multiprocessing context of the loader workers: a fork server that preloads
+    ``lit_rpe.data`` (spawn where the platform has no fork server)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["lit_rpe.data"])  # no effect once the server runs
+    return context
+
+
+class StreamLoader(DataLoader):
+    """DataLoader of ready batches (``batch_size=None``) from a ``ShardStream``.
+
+    ``position(num_batches)`` returns ``(epoch, skip_batches)`` and is called at every ``iter()``;
+    ``on_batch()`` is called for every batch handed out (the data module counts consumed
+    batches with it when no trainer tracks them)."""
+
+    def __init__(
+        self,
+        dataset: ShardStream,
+        position: Callable[[int], tuple[int, int]] | None = None,
+        on_batch: Callable[[], None] | None = None,
+        **kwargs: Any,
+    ):
+        if kwargs.get("num_workers", 0) > 0:
+            kwargs.setdefault("multiprocessing_context", worker_context())
+        super().__init__(dataset, batch_size=None, **kwargs)
+        self.position = position
+        self.on_batch = on_batch
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.position is not None:
+            self.dataset.set_position(*self.position(len(self.dataset)))
+        iterator = super().__iter__()
+        if self.on_batch is None:
+            return iterator
+        return self._counted(iterator)
+
+    def _counted(self, iterator: Iterator[Any]) -> Iterator[Any]:
+        for batch in iterator:
+            self.on_batch()
+            yield batch

@@ -1,0 +1,128 @@
+"""Corrupt, unlabeled and unreadable samples are skipped, counted in the batch and logged."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from data_fixtures import encode, smooth_image
+
+from lit_rpe.data import ImageShardDataModule
+from lit_rpe.data.tar_io import write_tar
+
+BAD = {"cut": "cannot decode", "garbage": "cannot open", "nolabel": "no label", "range": "outside"}
+
+
+@pytest.fixture
+def dirty_shards(tmp_path):
+    """Two shards, 20 samples, 4 of them bad in different ways."""
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(16):
+        samples.append(
+            (
+                f"good{i:02d}",
+                {"jpg": encode(smooth_image(rng, 20, 20), "JPEG"), "cls": str(i % 2).encode()},
+            )
+        )
+    whole = encode(smooth_image(rng, 64, 64), "JPEG")
+    samples.insert(3, ("cut", {"jpg": whole[: len(whole) // 2], "cls": b"1"}))
+    samples.insert(7, ("garbage", {"jpg": b"\x00" * 300, "cls": b"0"}))
+    samples.insert(12, ("nolabel", {"jpg": encode(smooth_image(rng, 20, 20), "JPEG")}))
+    samples.insert(15, ("range", {"jpg": encode(smooth_image(rng, 20, 20), "JPEG"), "cls": b"9"}))
+    folder = tmp_path / "dirty"
+    folder.mkdir()
+    write_tar(folder / "a.tar", samples[:10])
+    write_tar(folder / "b.tar", samples[10:])
+    (folder / "classes.json").write_text(json.dumps({"x": 0, "y": 1}))
+    return str(folder)
+
+
+def test_bad_samples_are_skipped_counted_and_logged(dirty_shards, caplog):
+    dm = ImageShardDataModule(
+        dirty_shards,
+        resolution=8,
+        batch_size=4,
+        num_workers=0,
+        shuffle_buffer=4,
+        samples_per_epoch=16,
+    )
+    with caplog.at_level(logging.WARNING, logger="lit_rpe.data"):
+        batches = list(dm.train_dataloader())
+    keys = [k for b in batches for k in b["key"]]
+    assert len(batches) == 4 and sorted(keys) == [f"good{i:02d}" for i in range(16)]
+    assert sum(int(b["corrupt"].sum()) for b in batches) == 4
+    messages = [r.getMessage() for r in caplog.records]
+    for key, reason in BAD.items():
+        hits = [m for m in messages if repr(key) in m]
+        assert len(hits) == 1, key
+        assert ".tar" in hits[0] and reason in hits[0]
+    assert any("skipped 4 corrupt or unlabeled" in m for m in messages)  # the epoch summary
+
+
+def test_corrupt_counts_sit_on_the_sample_after_the_skipped_ones(dirty_shards):
+    dm = ImageShardDataModule(
+        dirty_shards,
+        resolution=8,
+        batch_size=20,
+        num_workers=0,
+        shuffle_buffer=0,
+        samples_per_epoch=20,
+        val_shards=dirty_shards,
+    )
+    batch = next(iter(dm.val_dataloader()))  # in stream order, no shuffle
+    order = batch["key"][:16]
+    assert order == [f"good{i:02d}" for i in range(16)]
+    skipped = dict(zip(order, batch["corrupt"][:16].tolist(), strict=True))
+    assert skipped["good03"] == 1 and skipped["good06"] == 1 and skipped["good10"] == 1
+    assert skipped["good12"] == 1 and sum(skipped.values()) == 4
+    # validation pads its fixed count by reading its range again: 4 repeats, 4 more skipped
+    assert batch["key"][16:] == ["good00", "good01", "good02", "good03"]
+    assert int(batch["corrupt"].sum()) == 5
+
+
+def test_worker_processes_report_what_they_skip(dirty_shards):
+    """Each worker needs 16 good samples from a 10-sample range: it reads its range twice,
+    meeting its 2 bad samples at least once (a bad sample is only met when another is needed,
+    and that next good one carries the count)."""
+    dm = ImageShardDataModule(
+        dirty_shards,
+        resolution=8,
+        batch_size=4,
+        num_workers=2,
+        shuffle_buffer=4,
+        samples_per_epoch=32,
+    )
+    batches = list(dm.train_dataloader())
+    assert all(k.startswith("good") for b in batches for k in b["key"])
+    assert 4 <= sum(int(b["corrupt"].sum()) for b in batches) <= 8
+
+
+def test_a_shard_that_becomes_unreadable_is_skipped_and_counted(dirty_shards, caplog):
+    folder = Path(dirty_shards)
+    good = folder / "a.tar"
+    size = (folder / "b.tar").stat().st_size
+    (folder / "b.tar").write_bytes(b"\xff" * size)  # same size, no longer a tar
+    manifest = {
+        "shards": [
+            {"name": "a.tar", "samples": 10, "bytes": good.stat().st_size},
+            {"name": "b.tar", "samples": 10, "bytes": size},
+        ]
+    }
+    (folder / "shards.json").write_text(json.dumps(manifest))
+    dm = ImageShardDataModule(
+        dirty_shards,
+        resolution=8,
+        batch_size=4,
+        num_workers=0,
+        shuffle_buffer=0,
+        samples_per_epoch=8,
+    )
+    with caplog.at_level(logging.WARNING, logger="lit_rpe.data"):
+        batches = list(dm.train_dataloader())
+    assert sum(len(b["key"]) for b in batches) == 8
+    assert any("b.tar" in r.getMessage() and "unreadable" in r.getMessage() for r in caplog.records)
+    assert sum(int(b["corrupt"].sum()) for b in batches) >= 1

@@ -1,0 +1,160 @@
+"""Exact resume: a run stopped mid-epoch and resumed sees exactly the uninterrupted stream."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from lit_rpe.data import ImageShardDataModule
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+
+
+def make(shards, **overrides) -> ImageShardDataModule:
+    settings = dict(
+        resolution=12, batch_size=8, num_workers=2, shuffle_buffer=16, max_zoom=1.5, seed=5
+    )
+    return ImageShardDataModule(shards, **{**settings, **overrides})
+
+
+def test_state_dict_round_trip_without_a_trainer(shard_set):
+    reference = make(shard_set)
+    reference.set_epoch(2)
+    full = list(reference.train_dataloader())
+    assert len(full) == 12
+
+    stopped = make(shard_set)
+    stopped.set_epoch(2)
+    iterator = iter(stopped.train_dataloader())
+    head = [next(iterator) for _ in range(5)]
+    state = stopped.state_dict()
+    del iterator
+    assert state["epoch"] == 2 and state["batches_consumed"] == 5
+
+    resumed = make(shard_set)
+    resumed.load_state_dict(state)
+    tail = list(resumed.train_dataloader())
+    assert len(tail) == 7
+    for got, want in zip(head + tail, full, strict=True):
+        assert got["key"] == want["key"]
+        assert torch.equal(got["image"], want["image"]) and torch.equal(got["box"], want["box"])
+    resumed.set_epoch(3)  # the following epoch is whole again, and shuffled differently
+    following = list(resumed.train_dataloader())
+    assert len(following) == 12 and following[0]["key"] != full[0]["key"]
+
+
+class KeyRecorder(LightningModule):
+    """Records the keys of every training batch; a zero learning rate keeps it trivial."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.seen: list[tuple[int, tuple[str, ...]]] = []
+
+    def training_step(self, batch, batch_idx):
+        self.seen.append((self.current_epoch, tuple(batch["key"])))
+        return (self.weight * batch["image"].mean()).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def fit(shards, ckpt_path=None, callbacks=(), **trainer_args) -> KeyRecorder:
+    model = KeyRecorder()
+    trainer = Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=bool(callbacks),
+        callbacks=list(callbacks),
+        **trainer_args,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model, datamodule=make(shards), ckpt_path=ckpt_path)
+    return model
+
+
+class SaveBeforeStep(Callback):
+    """Saves a checkpoint in ``on_train_batch_start`` of one global step, as a preemption signal
+    handler (Lightning's SLURM requeue) does in the middle of an epoch."""
+
+    def __init__(self, path: Path, step: int):
+        self.path, self.step = path, step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            trainer.save_checkpoint(self.path)
+
+
+@pytest.mark.parametrize("reload", [0, 1])
+def test_lightning_resume_continues_the_same_stream(shard_set, tmp_path: Path, reload: int):
+    """12 batches per epoch, 2 epochs; resume from checkpoints taken mid-epoch and at an epoch
+    end: the resumed run sees exactly the rest of the uninterrupted stream, whether or not
+    Lightning rebuilds the loader every epoch (``reload_dataloaders_every_n_epochs``)."""
+    folder = tmp_path / "ckpt"
+    callbacks = [
+        ModelCheckpoint(dirpath=folder, filename="{step}", every_n_train_steps=7, save_top_k=-1),
+        ModelCheckpoint(dirpath=folder, filename="end-{epoch}", every_n_epochs=1, save_top_k=-1),
+        SaveBeforeStep(folder / "signal.ckpt", step=17),
+    ]
+    uninterrupted = fit(
+        shard_set, max_epochs=2, callbacks=callbacks, reload_dataloaders_every_n_epochs=reload
+    ).seen
+    assert len(uninterrupted) == 24
+    assert [e for e, _ in uninterrupted] == [0] * 12 + [1] * 12
+    assert uninterrupted[0][1] != uninterrupted[12][1]  # the epoch reshuffles
+    assert uninterrupted == fit(shard_set, max_epochs=2).seen  # the stream ignores reloading
+    for name, done in [("step=7", 7), ("step=14", 14), ("signal", 17), ("end-epoch=0", 12)]:
+        resumed = fit(
+            shard_set,
+            ckpt_path=folder / f"{name}.ckpt",
+            max_epochs=2,
+            reload_dataloaders_every_n_epochs=reload,
+        )
+        assert resumed.seen == uninterrupted[done:], name
+
+
+class ValidatingKeyRecorder(KeyRecorder):
+    def validation_step(self, batch, batch_idx):
+        return None
+
+
+def test_resume_from_checkpoints_saved_after_validation(shard_set, tmp_path: Path):
+    """Validation every 6 batches; ModelCheckpoint saves on each validation end (mid-epoch
+    and at the epoch end)."""
+    folder = tmp_path / "ckpt"
+
+    def run(ckpt_path=None, callbacks=()):
+        model = ValidatingKeyRecorder()
+        trainer = Trainer(
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=list(callbacks),
+            max_epochs=2,
+            val_check_interval=6,
+            limit_val_batches=1,
+            num_sanity_val_steps=0,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer.fit(
+                model, datamodule=make(shard_set, val_shards=shard_set), ckpt_path=ckpt_path
+            )
+        return model.seen
+
+    saver = ModelCheckpoint(dirpath=folder, filename="{step}", save_top_k=-1)
+    uninterrupted = run(callbacks=[saver])
+    assert len(uninterrupted) == 24
+    for done in (6, 12, 18):
+        assert run(folder / f"step={done}.ckpt") == uninterrupted[done:], done
