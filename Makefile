@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint format clean train sample sbatch experiments
+.PHONY: help install test test-all lint format clean train sample sbatch experiments demo
 
 EXP ?= demo
 RES ?=
@@ -63,6 +63,11 @@ sample: $(STAMP) ## Sample EXP's last checkpoint: make sample EXP=demo RES=64 RU
 sbatch: $(STAMP) ## Render + submit EXP on SLURM: make sbatch EXP=rpe2d_256 NODES=4 GPUS=8 [PARTITION= TIME= DRY=1]
 	$(check-exp)
 	$(PY) -m lit_rpe.slurm $(EXP) --nodes $(NODES) --gpus $(GPUS) --time $(TIME) $(if $(PARTITION),--partition $(PARTITION)) $(if $(DRY),--dry) --args="$(ARGS)"
+
+demo: $(STAMP) ## The main command: photo set, train the CPU demo, sample it at 32/48/64 px, summary
+	$(PY) data/build_photos.py --out data/photos --no-progress
+	$(PY) -m lit_rpe fit --config experiments/demo.yaml $(ARGS)
+	$(PY) -m lit_rpe.demo --config experiments/demo.yaml
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

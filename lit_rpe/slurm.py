@@ -1,4 +1,4 @@
-"""Render (and submit) the sbatch script of an experiment: ``make sbatch EXP=... NODES=... GPUS=...``.
+"""Render (and submit) an experiment's sbatch script: ``make sbatch EXP=... NODES=... GPUS=...``.
 
     python -m lit_rpe.slurm rpe2d_256 --nodes 4 --gpus 8 --partition gpu --time 48:00:00 [--dry]
 

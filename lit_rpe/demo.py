@@ -1,0 +1,68 @@
+"""The end of ``make demo``: sample the trained demo at three resolutions and summarise the run.
+
+    python -m lit_rpe.demo [--config experiments/demo.yaml] [--resolutions 32 48 64]
+
+Writes ``<run dir>/samples/<rule>_<H>x<W>.png`` for each resolution and ``<run dir>/SUMMARY.md``
+(which checkpoint, which grids, where the logs are, the last logged losses), and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from lit_rpe.cli import main as cli_main
+from lit_rpe.experiments import compose
+
+
+def last_logged(metrics_csv: Path, names: list[str]) -> dict[str, str]:
+    """The last non-empty value of each metric in a Lightning CSV log."""
+    found: dict[str, str] = {}
+    if metrics_csv.is_file():
+        with metrics_csv.open() as f:
+            for row in csv.DictReader(f):
+                found.update({k: row[k] for k in names if row.get(k)})
+    return found
+
+
+def summary(run_dir: Path, grids: list[Path], config: str) -> str:
+    logs = sorted((run_dir / "logs").glob("version_*/metrics.csv"))
+    metrics = {}
+    for log in logs:
+        metrics.update(last_logged(log, ["step", "train/loss", "val/loss", "val/loss_ema"]))
+    lines = [
+        f"# Demo run: {run_dir}",
+        "",
+        f"- experiment: `{config}`",
+        f"- checkpoint: `{run_dir / 'checkpoints' / 'last.ckpt'}`",
+        f"- logs: `{run_dir / 'logs'}` (CSV), `{run_dir / 'tensorboard'}` (TensorBoard)",
+        f"- last logged: {', '.join(f'{k} = {v}' for k, v in metrics.items()) or 'nothing yet'}",
+        "- sample grids (EMA weights, 16 images, label = image index mod classes):",
+        *[f"  - `{g}`" for g in grids],
+        f"- grids saved during training: `{run_dir / 'samples'}/step*.png`",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="experiments/demo.yaml")
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[32, 48, 64])
+    opts = parser.parse_args(argv)
+    config = compose(opts.config)
+    run_dir = Path(str(config.trainer.default_root_dir))
+    rule = config.model.sampling.rule
+    grids = []
+    for res in opts.resolutions:
+        cli_main(["sample", "--config", opts.config, f"--resolution={res}"])
+        grids.append(run_dir / "samples" / f"{rule}_{res}x{res}.png")
+    text = summary(run_dir, grids, opts.config)
+    path = run_dir / "SUMMARY.md"
+    path.write_text(text)
+    print(text)
+    return path
+
+
+if __name__ == "__main__":
+    main()
