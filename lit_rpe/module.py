@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +30,8 @@ from lit_rpe.models import DiT
 from lit_rpe.posenc import InferenceRule
 
 LATENT_FACTOR, LATENT_CHANNELS = 8, 4  # SD-VAE
+# The EMA copy is in eval mode on purpose; Lightning would warn about it at every fit start.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 # Positions of rpe2d_random draw from seed + offset: reusing the noise seed would correlate them.
 POSITION_SEED_OFFSET = 1 << 31
 

@@ -154,8 +154,9 @@ def test_fit_resumes_by_itself_and_sample_writes_a_grid(tmp_path, photo_set):
         assert done.returncode == 0, done.stderr[-3000:]
     assert probe.read_text().split().count("start") == 2
     assert "start 2" in probe.read_text()  # the second run picked up last.ckpt by itself
-    sample = subprocess.run(
-        [
+
+    def sample(*extra: str) -> subprocess.CompletedProcess:
+        cmd = [
             sys.executable,
             "-m",
             "lit_rpe",
@@ -165,35 +166,14 @@ def test_fit_resumes_by_itself_and_sample_writes_a_grid(tmp_path, photo_set):
             f"--trainer.default_root_dir={run_dir}",
             "--model.net.name=DiT-N/2",
             "--data.resolution=16",
-            "--resolution=32",
-            "--rule=dype_ntk",
-            "--num_images=4",
-            "--steps=2",
-            f"--out_dir={tmp_path}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
+            *extra,
+        ]
+        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
+
+    done = sample(
+        "--resolution=32", "--rule=dype_ntk", "--num_images=4", "--steps=2", f"--out_dir={tmp_path}"
     )
-    assert sample.returncode == 0, sample.stderr[-3000:]
+    assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "dype_ntk_32x32.png").is_file()
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lit_rpe",
-            "sample",
-            "--config",
-            "experiments/demo.yaml",
-            f"--trainer.default_root_dir={run_dir}",
-            "--model.net.name=DiT-N/2",
-            "--data.resolution=16",
-            "--resolution=33",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    bad = sample("--resolution=33")
     assert bad.returncode != 0 and "multiple of 2" in bad.stderr

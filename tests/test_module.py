@@ -221,3 +221,54 @@ def test_init_from_refuses_a_different_architecture(tmp_path):
         other.setup("fit")
     with pytest.raises(FileNotFoundError, match="init_from checkpoint not found"):
         make_module(init_from=str(tmp_path / "missing.ckpt")).setup("fit")
+
+
+def test_exact_resume_mid_epoch_through_the_streaming_data_module(tmp_path):
+    """The real pipeline: photo-set shards, RPE-2D crops, resume in the middle of an epoch."""
+    from lit_rpe.data import ImageShardDataModule
+
+    root = Path(__file__).resolve().parent.parent / "data" / "photos"
+    if not (root / "classes.json").is_file():
+        import subprocess
+        import sys
+
+        subprocess.run(
+            [sys.executable, str(root.parent / "build_photos.py"), "--no-progress"], check=True
+        )
+
+    def data():
+        return ImageShardDataModule(
+            train_shards=str(root / "train"),
+            resolution=RES,
+            batch_size=4,
+            num_workers=0,
+            shuffle_buffer=16,
+            samples_per_epoch=400,
+            seed=3,
+        )
+
+    def fresh():
+        torch.manual_seed(0)
+        return DiffusionModule(
+            net=NetConfig(
+                name="DiT-N/2", encoder="rope", train_positions="rpe2d", micro_conditioning=True
+            ),
+            resolution=RES,
+            num_classes=11,
+            optim=OptimConfig(lr=1e-3, warmup_steps=2),
+            ema_decay=0.99,
+        )
+
+    n = 3  # 100 batches per epoch: the resume happens mid-epoch
+    straight = fresh()
+    make_trainer(tmp_path / "a", 2 * n).fit(straight, data())
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "b", save_last=True, every_n_train_steps=n)
+    make_trainer(tmp_path / "b", n, callbacks=[ckpt]).fit(fresh(), data())
+    resumed = fresh()
+    make_trainer(tmp_path / "b", 2 * n).fit(
+        resumed, data(), ckpt_path=str(tmp_path / "b" / "last.ckpt")
+    )
+    for (name, a), (_, b) in zip(
+        straight.state_dict().items(), resumed.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{name} differs")

@@ -51,6 +51,14 @@ def split_member_name(name: str) -> tuple[str, str] | None:
     return (f"{directory}/{stem}" if directory else stem), field.lower()
 
 
+def _open_shard(shard: str) -> tarfile.TarFile:
+    """Open a (possibly compressed) tar shard, or raise ``ShardReadError`` naming it."""
+    try:
+        return tarfile.open(shard, mode="r:*")
+    except (tarfile.TarError, OSError) as err:
+        raise ShardReadError(shard, f"{type(err).__name__}: {err}") from err
+
+
 def _tar_members(tar: tarfile.TarFile, shard: str) -> Iterator[tarfile.TarInfo]:
     """Regular-file members in archive order; reading a header skips over the previous data."""
     while True:
@@ -73,10 +81,7 @@ def iter_tar_samples(
     so reading the second half of a shard costs no more I/O than the half itself.
     Raises ``ShardReadError`` naming the shard when the archive is unreadable or truncated."""
     shard = str(path)
-    try:
-        tar = tarfile.open(shard, mode="r:*")
-    except (tarfile.TarError, OSError) as err:
-        raise ShardReadError(shard, f"{type(err).__name__}: {err}") from err
+    tar = _open_shard(shard)
     with tar:
         index, key, fields = -1, None, {}
         for member in _tar_members(tar, shard):
@@ -105,10 +110,7 @@ def iter_tar_samples(
 def count_tar_samples(path: str | Path) -> int:
     """Number of samples (distinct consecutive keys) in a shard, from its headers only."""
     shard = str(path)
-    try:
-        tar = tarfile.open(shard, mode="r:*")
-    except (tarfile.TarError, OSError) as err:
-        raise ShardReadError(shard, f"{type(err).__name__}: {err}") from err
+    tar = _open_shard(shard)
     with tar:
         count, key = 0, None
         for member in _tar_members(tar, shard):
