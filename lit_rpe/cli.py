@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lit_rpe.experiments import expand_config_args
 from lit_rpe.module import DiffusionModule
-from lit_rpe.posenc import INFERENCE_RULES, InferenceRule
+from lit_rpe.posenc import INFERENCE_RULES
 
 
 def last_checkpoint(trainer: Trainer) -> Path | None:
@@ -71,12 +72,7 @@ class LitRPETrainer(Trainer):
         if rule is not None and rule not in INFERENCE_RULES:
             raise ValueError(f"unknown rule {rule!r}; valid: {', '.join(INFERENCE_RULES)}")
         base = model.default_rule()
-        inference_rule = InferenceRule(
-            rule or base.name,
-            scaling=base.scaling,
-            attention_scale=base.attention_scale,
-            timestep_shift=base.timestep_shift,
-        )
+        inference_rule = dataclasses.replace(base, name=rule) if rule else base
         resolution = resolution or model.resolution
         model.check_resolution(resolution, inference_rule)  # fail before loading anything big
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)

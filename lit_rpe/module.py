@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 
 from lit_rpe.config import NetConfig, OptimConfig, SamplingConfig
+from lit_rpe.data.transforms import as_height_width
 from lit_rpe.flow import (
     FlowMatchingLoss,
     guided_velocity,
@@ -40,10 +41,6 @@ def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
     """EMA decay after ``step`` optimizer steps; with warm-up ``min(decay, (1 + n) / (10 + n))``
     so short runs (the CPU demo) average over their own length instead of their initial weights."""
     return min(decay, (1 + step) / (10 + step)) if warmup else decay
-
-
-def _pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
 class DiffusionModule(LightningModule):
@@ -86,7 +83,7 @@ class DiffusionModule(LightningModule):
             SamplingConfig(**sampling) if isinstance(sampling, dict) else sampling
         )
         net = self.net_config
-        self.resolution = _pair(resolution)
+        self.resolution = as_height_width(resolution)
         self.latent_factor = LATENT_FACTOR if vae_path else 1
         self.channels = LATENT_CHANNELS if vae_path else 3
         if self.resolution[0] % self.latent_factor or self.resolution[1] % self.latent_factor:
@@ -121,7 +118,7 @@ class DiffusionModule(LightningModule):
 
     def check_resolution(self, resolution, rule: InferenceRule | None = None) -> tuple[int, int]:
         """Validate a pixel resolution (and rule) for this model; returns its token grid."""
-        h, w = _pair(resolution)
+        h, w = as_height_width(resolution)
         step = self.latent_factor * self.net.patch_size
         if h % step or w % step:
             raise ValueError(
@@ -297,7 +294,7 @@ class DiffusionModule(LightningModule):
         """
         cfg = self.sampling_config
         rule = rule or self.default_rule()
-        resolution = _pair(resolution or self.resolution)
+        resolution = as_height_width(resolution or self.resolution)
         grid = self.check_resolution(resolution, rule)
         net = self.ema if use_ema else self.net
         labels = torch.as_tensor(labels, dtype=torch.long, device=self.device)

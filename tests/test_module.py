@@ -50,7 +50,7 @@ class TensorData(LightningDataModule):
         return DataLoader(self.ds, batch_size=self.batch_size)
 
 
-def make_module(resolution=RES, **kw):
+def make_module(resolution=RES, num_classes=4, **kw):
     torch.manual_seed(0)
     net = kw.pop(
         "net",
@@ -59,7 +59,7 @@ def make_module(resolution=RES, **kw):
     return DiffusionModule(
         net=net,
         resolution=resolution,
-        num_classes=4,
+        num_classes=num_classes,
         optim=OptimConfig(lr=1e-3, warmup_steps=2),
         ema_decay=0.99,
         sampling=SamplingConfig(steps=3, method="euler"),
@@ -247,24 +247,12 @@ def test_exact_resume_mid_epoch_through_the_streaming_data_module(tmp_path):
             seed=3,
         )
 
-    def fresh():
-        torch.manual_seed(0)
-        return DiffusionModule(
-            net=NetConfig(
-                name="DiT-N/2", encoder="rope", train_positions="rpe2d", micro_conditioning=True
-            ),
-            resolution=RES,
-            num_classes=11,
-            optim=OptimConfig(lr=1e-3, warmup_steps=2),
-            ema_decay=0.99,
-        )
-
     n = 3  # 100 batches per epoch: the resume happens mid-epoch
-    straight = fresh()
+    straight = make_module(num_classes=11)
     make_trainer(tmp_path / "a", 2 * n).fit(straight, data())
     ckpt = ModelCheckpoint(dirpath=tmp_path / "b", save_last=True, every_n_train_steps=n)
-    make_trainer(tmp_path / "b", n, callbacks=[ckpt]).fit(fresh(), data())
-    resumed = fresh()
+    make_trainer(tmp_path / "b", n, callbacks=[ckpt]).fit(make_module(num_classes=11), data())
+    resumed = make_module(num_classes=11)
     make_trainer(tmp_path / "b", 2 * n).fit(
         resumed, data(), ckpt_path=str(tmp_path / "b" / "last.ckpt")
     )
