@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint format clean train sample sbatch experiments demo
+.PHONY: help install test test-all lint format clean train sample sbatch experiments demo eval-grid study
 
 EXP ?= demo
 RES ?=
@@ -68,6 +68,15 @@ demo: $(STAMP) ## The main command: photo set, train the CPU demo, sample it at 
 	$(PY) data/build_photos.py --out data/photos --no-progress
 	$(PY) -m lit_rpe fit --config experiments/demo.yaml $(ARGS)
 	$(PY) -m lit_rpe.demo --config experiments/demo.yaml
+
+GRID ?= experiments/grid_demo.yaml
+eval-grid: $(STAMP) ## Evaluate checkpoints x rules x resolutions (resumable): make eval-grid GRID=experiments/grid_256.yaml
+	@test -f "$(GRID)" || { echo "grid file not found: $(GRID); shipped: $$(ls experiments/grid_*.yaml experiments/*/grid.yaml | tr '\n' ' ')"; exit 2; }
+	$(PY) -m lit_rpe.eval.grid $(GRID) --print
+
+study: $(STAMP) ## The CPU study: photo set, 6 strategies trained, eval grid, docs/RESULTS.md (<= 2 h, resumable)
+	$(PY) data/build_photos.py --out data/photos --no-progress
+	$(PY) -m lit_rpe.study
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,173 @@
+"""Reference images and statistics: the validation set, ADM centre-cropped at any resolution.
+
+Every evaluated resolution gets its own reference: the same validation images, centre-cropped
+(ADM protocol) to that H x W. Inception statistics of a reference are cached on disk under a
+key of (data set, resolution, crop, number of images, Inception weights), so a grid computes
+each one once. ADM's published reference batches (``VIRTUAL_imagenet256_labeled.npz``,
+``VIRTUAL_imagenet512.npz``) can stand in at 256 and 512 (``import_adm_reference``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lit_rpe.data.transforms import as_height_width
+from lit_rpe.eval.statistics import FeatureStatistics, all_gather_rows
+
+CROP = "adm_center"
+
+
+def reference_batches(
+    shards: str | list[str],
+    resolution: int | tuple[int, int],
+    num_images: int,
+    *,
+    batch_size: int = 64,
+    num_classes: int | None = None,
+) -> Iterator[dict]:
+    """Validation batches at ``resolution`` with the ADM centre crop (no flip), in shard order.
+
+    Yields the data pipeline's batch dicts: ``image`` (B, 3, H, W) float32 in [-1, 1], ``label``
+    (B,). Under torch.distributed each rank gets its share of the first ``num_images`` images.
+    """
+    from lit_rpe.data import ImageShardDataModule  # the data stack is only needed here
+
+    data = ImageShardDataModule(
+        train_shards=shards,
+        val_shards=shards,
+        resolution=resolution,
+        batch_size=batch_size,
+        val_batch_size=batch_size,
+        num_workers=0,
+        val_samples=num_images,
+        num_classes=num_classes,
+    )
+    available = sum(data._counts("val"))
+    if available < num_images:
+        raise ValueError(f"{shards} holds {available} images, fewer than the {num_images} asked")
+    yield from data.val_dataloader()
+
+
+def reference_images_uint8(
+    shards: str | list[str], resolution: int | tuple[int, int], num_images: int, **kwargs
+) -> torch.Tensor:
+    """The first ``num_images`` reference images of all ranks as uint8 (N, 3, H, W)."""
+    chunks = [
+        ((b["image"] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        for b in reference_batches(shards, resolution, num_images, **kwargs)
+    ]
+    images = torch.cat(chunks)
+    return all_gather_rows(images.flatten(1)).view(-1, *images.shape[1:])
+
+
+def dataset_key(shards: str | list[str]) -> str:
+    """A short name for a shard set: its folder name plus a hash of the paths and sizes."""
+    from lit_rpe.data.shard_list import expand_shards
+
+    paths = expand_shards(shards)
+    listing = [(str(Path(p).resolve()), Path(p).stat().st_size) for p in paths]
+    digest = hashlib.sha1(json.dumps(listing).encode()).hexdigest()[:10]
+    return f"{Path(paths[0]).parent.name}-{digest}"
+
+
+@dataclass
+class ReferenceFeatures:
+    """Inception features of a reference set: streamed statistics plus the pooled rows.
+
+    pool / spatial: FID and sFID statistics. pool_rows (N, 2048): for KID and precision/recall.
+    """
+
+    pool: FeatureStatistics
+    spatial: FeatureStatistics
+    pool_rows: torch.Tensor
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {**self.pool.arrays(), **self.spatial.arrays("_s")}
+        tmp = path.with_suffix(".tmp.npz")  # written whole, then renamed: no half caches
+        np.savez(tmp, pool_rows=self.pool_rows.numpy().astype(np.float32), **arrays)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> ReferenceFeatures:
+        with np.load(path) as data:
+            rows = torch.from_numpy(data["pool_rows"]) if "pool_rows" in data else None
+        return cls(
+            FeatureStatistics.load_npz(path),
+            FeatureStatistics.load_npz(path, suffix="_s"),
+            rows if rows is not None else torch.empty(0, 2048),
+        )
+
+
+def image_features(inception, images_uint8: torch.Tensor, batch_size: int = 50):
+    """Run the FID Inception over uint8 (N, 3, H, W) images in batches; dict of (N, d) tensors."""
+    device = next(inception.parameters()).device
+    parts: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, images_uint8.shape[0], batch_size):
+        out = inception(images_uint8[start : start + batch_size].to(device))
+        for key, value in out.items():
+            parts.setdefault(key, []).append(value.cpu())
+    return {key: torch.cat(values) for key, values in parts.items()}
+
+
+def reference_features(
+    inception,
+    shards: str | list[str],
+    resolution: int | tuple[int, int],
+    num_images: int,
+    *,
+    cache_dir: str | Path,
+    weights_tag: str,
+    num_classes: int | None = None,
+) -> ReferenceFeatures:
+    """Inception statistics of ``num_images`` centre-cropped validation images, cached.
+
+    The cache file is ``<cache_dir>/<dataset>/<crop>_<H>x<W>_n<N>_<weights_tag>.npz``; a
+    different data set, resolution, crop, count or weight file gets its own entry.
+    """
+    h, w = as_height_width(resolution)
+    path = Path(cache_dir) / dataset_key(shards) / f"{CROP}_{h}x{w}_n{num_images}_{weights_tag}.npz"
+    if path.is_file():
+        return ReferenceFeatures.load(path)
+    images = reference_images_uint8(shards, (h, w), num_images, num_classes=num_classes)
+    feats = image_features(inception, images)
+    ref = ReferenceFeatures(
+        FeatureStatistics(feats["pool"].shape[1]).update(feats["pool"]),
+        FeatureStatistics(feats["spatial"].shape[1]).update(feats["spatial"]),
+        feats["pool"],
+    )
+    ref.save(path)
+    return ref
+
+
+def import_adm_reference(npz_path: str | Path, inception=None) -> ReferenceFeatures:
+    """ADM's reference batch (``arr_0`` images, ``mu``/``sigma``, ``mu_s``/``sigma_s``).
+
+    The published moments come from the TensorFlow graph and are used as they are for FID and
+    sFID; with ``inception`` the images are also embedded here for KID and precision/recall.
+    """
+    path = Path(npz_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"ADM reference batch not found: {path}. Get VIRTUAL_imagenet256_labeled.npz or "
+            "VIRTUAL_imagenet512.npz from the openai/guided-diffusion evaluations page."
+        )
+    with np.load(path) as data:
+        missing = {"arr_0", "mu", "sigma", "mu_s", "sigma_s"} - set(data.files)
+        if missing:
+            raise KeyError(f"{path} is not an ADM reference batch: missing {sorted(missing)}")
+        count = data["arr_0"].shape[0]
+        pool = FeatureStatistics.from_moments(data["mu"], data["sigma"], count)
+        spatial = FeatureStatistics.from_moments(data["mu_s"], data["sigma_s"], count)
+        rows = torch.empty(0, pool.dim)
+        if inception is not None:
+            images = torch.from_numpy(data["arr_0"]).permute(0, 3, 1, 2).contiguous()
+            rows = image_features(inception, images)["pool"]
+    return ReferenceFeatures(pool, spatial, rows)

@@ -1,0 +1,165 @@
+"""The eval grid's report: results.csv (one row per cell and metric), results.md, and the plot.
+
+Built only from the cells' ``metrics.json`` files, so it can be rebuilt at any time (also while
+a grid is still running) and always shows exactly what was measured.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from lit_rpe.eval.grid_spec import GridSpec
+
+CSV_COLUMNS = [
+    "model", "checkpoint", "kind", "rule", "resolution", "height", "width", "train_resolution",
+    "sampler", "steps", "cfg_scale", "num_samples", "precision", "metric", "value",
+]  # fmt: skip
+# Lower is better for these; the rest (IS, precision, recall) are higher-is-better.
+LOWER_IS_BETTER = {"fid", "sfid", "kid", "swd", "val_loss"}
+METRIC_TITLES = {
+    "fid": "FID (pool_3, vs. the centre-cropped validation set)",
+    "sfid": "sFID (mixed_6 spatial features)",
+    "is": "Inception Score (10 splits)",
+    "kid": "KID (x1, polynomial kernel)",
+    "precision": "Precision (k = 3)",
+    "recall": "Recall (k = 3)",
+    "swd": "Sliced Wasserstein distance on Laplacian pyramids (x1e3, mean over levels)",
+    "val_loss": "Flow-matching validation loss (fixed noise and t grid)",
+}
+METRIC_ORDER = list(METRIC_TITLES)
+
+
+def collect_cells(spec: GridSpec) -> list[dict]:
+    """The records of the cells of ``spec`` that are finished, in grid order."""
+    records = []
+    for entry in spec.models:
+        for rule in spec.rules_of(entry):
+            for h, w in spec.resolutions:
+                path = Path(spec.out_dir) / "cells" / entry.name / rule.label / f"{h}x{w}"
+                if (path / "metrics.json").is_file():
+                    records.append(json.loads((path / "metrics.json").read_text()))
+    return records
+
+
+def write_csv(records: list[dict], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for r in records:
+            for metric, value in r["metrics"].items():
+                row = {k: r.get(k) for k in CSV_COLUMNS}
+                row.update(resolution=f"{r['height']}x{r['width']}", metric=metric, value=value)
+                writer.writerow(row)
+
+
+def _format(value: float) -> str:
+    return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+
+
+def metric_table(records: list[dict], metric: str, resolutions: list[str]) -> list[str]:
+    """Markdown rows: one per model + rule, one column per resolution; best per column bold."""
+    rows: dict[str, dict[str, float]] = {}
+    train: dict[str, str] = {}
+    for r in records:
+        if metric in r["metrics"]:
+            key = f"{r['model']} / {r['rule']}"
+            rows.setdefault(key, {})[f"{r['height']}x{r['width']}"] = r["metrics"][metric]
+            train[key] = r["train_resolution"]
+    if not rows:
+        return []
+    pick = min if metric in LOWER_IS_BETTER else max
+    best = {
+        res: pick(v[res] for v in rows.values() if res in v)
+        for res in resolutions
+        if any(res in v for v in rows.values())
+    }
+    lines = [
+        f"### {METRIC_TITLES.get(metric, metric)}",
+        "",
+        "| model / rule | " + " | ".join(resolutions) + " |",
+        "|---" * (len(resolutions) + 1) + "|",
+    ]
+    for key, values in rows.items():
+        cells = []
+        for res in resolutions:
+            if res not in values:
+                cells.append("n/a")
+                continue
+            text = _format(values[res])
+            text = f"**{text}**" if values[res] == best[res] and len(rows) > 1 else text
+            cells.append(text + (" (train)" if res == train[key] else ""))
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def plot(records: list[dict], path: Path) -> None:
+    """FID (or, without it, SWD and validation loss) against the side of square resolutions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    present = {m for r in records for m in r["metrics"]}
+    metrics = ["fid"] if "fid" in present else [m for m in ("swd", "val_loss") if m in present]
+    fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(6 * max(1, len(metrics)), 4.5))
+    axes = [axes] if not hasattr(axes, "__len__") else list(axes)
+    for ax, metric in zip(axes, metrics, strict=False):
+        lines: dict[str, list[tuple[int, float]]] = {}
+        for r in records:
+            if r["height"] == r["width"] and metric in r["metrics"]:
+                key = f"{r['model']} / {r['rule']}"
+                lines.setdefault(key, []).append((r["height"], r["metrics"][metric]))
+        for key, points in lines.items():
+            xs, ys = zip(*sorted(points), strict=True)
+            ax.plot(xs, ys, marker="o", label=key)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("resolution (px, square)")
+        ax.set_ylabel(metric)
+        ax.set_title(METRIC_TITLES.get(metric, metric), fontsize=9)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=7, frameon=False)
+        fig.tight_layout(rect=(0, 0, 1, 0.82))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(spec: GridSpec, *, note: str = "", skipped: list[str] | None = None) -> Path:
+    """Write results.csv, results.md and fid_vs_resolution.png under ``spec.out_dir``."""
+    out = Path(spec.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = collect_cells(spec)
+    write_csv(records, out / "results.csv")
+    plot(records, out / "fid_vs_resolution.png")
+    resolutions = [f"{h}x{w}" for h, w in spec.resolutions]
+    first = records[0] if records else {}
+    lines = [
+        f"# Eval grid: {spec.name}",
+        "",
+        f"{len(records)} cells; {spec.num_samples} samples per cell "
+        f"({first.get('sampler')}, {first.get('steps')} steps, CFG {first.get('cfg_scale')}, "
+        f"{spec.precision}); references: {spec.num_reference} validation images "
+        f"from `{spec.val_shards}`, ADM centre crop at each resolution; validation loss on "
+        f"{spec.val_loss_images} images x {spec.val_loss_t} t values. Best value per column in "
+        "bold; (train) marks the model's training resolution.",
+        "",
+    ]
+    if note:
+        lines += [f"> {note}", ""]
+    present = {m for r in records for m in r["metrics"]}
+    for metric in [m for m in METRIC_ORDER if m in present]:
+        lines += metric_table(records, metric, resolutions)
+    if skipped:
+        lines += ["Cells not evaluated (the rule does not apply there):", ""]
+        lines += [f"- {s}" for s in skipped] + [""]
+    lines += [
+        "Files: `results.csv` (one row per cell and metric), `fid_vs_resolution.png`, "
+        "`cells/<model>/<rule>/<H>x<W>/grid.png` (samples of each cell).",
+        "",
+    ]
+    path = out / "results.md"
+    path.write_text("\n".join(lines))
+    return path
