@@ -2,6 +2,8 @@
 
     lit-rpe fit --config experiments/demo.yaml [--trainer.max_steps=100]
     lit-rpe sample --config experiments/demo.yaml --resolution 64 --rule rpe2d_even
+    lit-rpe sample --config experiments/official_dit_xl2_256.yaml --official dit \
+        --ckpt_path pretrained/DiT-XL-2-256x256.pt --resolution 512 --rule dype_yarn
 
 ``fit`` resumes from ``<run dir>/checkpoints/last.ckpt`` by itself when that file exists.
 """
@@ -12,6 +14,7 @@ import dataclasses
 import shutil
 import sys
 from pathlib import Path
+from typing import Literal
 
 import torch
 from lightning.pytorch import Trainer
@@ -51,32 +54,50 @@ class LitRPETrainer(Trainer):
         rule: str | None = None,
         num_images: int = 16,
         steps: int | None = None,
+        method: str | None = None,
         cfg_scale: float | None = None,
         seed: int = 0,
         use_ema: bool = True,
         out_dir: str | None = None,
+        official: Literal["dit", "sit"] | None = None,
+        vae_path: str | None = None,
     ) -> Path:
         """Sample a trained model at any resolution with any inference rule; writes a PNG grid.
 
         ckpt_path: default ``<run dir>/checkpoints/last.ckpt``. resolution: pixels, int or
         (H, W); default the training resolution. rule: an inference rule name; default the
-        experiment's sampling rule. Image i uses seed ``seed + i`` and label ``i % classes``.
+        experiment's sampling rule. method: ``euler``/``heun`` (flow; SiT files), ``ddpm``/``ddim``
+        (DiT files). Image i uses seed ``seed + i`` and label ``i % classes``.
+        official: ``dit`` or ``sit``: ckpt_path is an official DiT/SiT file (``load_official``),
+        sampled with its own objective; vae_path: its SD-VAE folder (default model.vae_path).
         Returns the grid's path: ``<out_dir or run dir/samples>/<rule>_<H>x<W>.png``.
         """
-        path = Path(ckpt_path) if ckpt_path else last_checkpoint(self)
-        if path is None or not path.is_file():
-            raise FileNotFoundError(
-                f"no checkpoint to sample: {path or 'no last.ckpt under ' + self.default_root_dir}"
-                "; train first (make train EXP=...) or pass --ckpt_path"
-            )
         if rule is not None and rule not in INFERENCE_RULES:
             raise ValueError(f"unknown rule {rule!r}; valid: {', '.join(INFERENCE_RULES)}")
         base = model.default_rule()
         inference_rule = dataclasses.replace(base, name=rule) if rule else base
-        resolution = resolution or model.resolution
-        model.check_resolution(resolution, inference_rule)  # fail before loading anything big
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        model.load_state_dict(checkpoint["state_dict"])
+        if official is not None:
+            from lit_rpe.models import load_official
+
+            if not ckpt_path:
+                raise ValueError(f"--official {official} needs --ckpt_path: the official file")
+            path = Path(ckpt_path)
+            vae = vae_path or model.hparams.vae_path
+            model = load_official(path, official, vae_path=vae, rule=inference_rule)
+            resolution = resolution or model.resolution
+            model.check_resolution(resolution, inference_rule)
+        else:
+            path = Path(ckpt_path) if ckpt_path else last_checkpoint(self)
+            if path is None or not path.is_file():
+                raise FileNotFoundError(
+                    f"no checkpoint to sample: "
+                    f"{path or 'no last.ckpt under ' + self.default_root_dir}"
+                    "; train first (make train EXP=...) or pass --ckpt_path"
+                )
+            resolution = resolution or model.resolution
+            model.check_resolution(resolution, inference_rule)  # fail before loading anything big
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+            model.load_state_dict(checkpoint["state_dict"])
         model.to(self.strategy.root_device).eval()
         labels = [i % model.net.num_classes for i in range(num_images)]
         seeds = [seed + i for i in range(num_images)]
@@ -86,6 +107,7 @@ class LitRPETrainer(Trainer):
             resolution=resolution,
             rule=inference_rule,
             steps=steps,
+            method=method,
             cfg_scale=cfg_scale,
             use_ema=use_ema,
         )
