@@ -64,10 +64,11 @@ sbatch: $(STAMP) ## Render + submit EXP on SLURM: make sbatch EXP=rpe2d_256 NODE
 	$(check-exp)
 	$(PY) -m lit_rpe.slurm $(EXP) --nodes $(NODES) --gpus $(GPUS) --time $(TIME) $(if $(PARTITION),--partition $(PARTITION)) $(if $(DRY),--dry) --args="$(ARGS)"
 
-demo: $(STAMP) ## The main command: photo set, train the CPU demo, sample it at 32/48/64 px, summary
+demo: $(STAMP) ## The main command: photo set, train the CPU demo, sample it, its eval grid table
 	$(PY) data/build_photos.py --out data/photos --no-progress
 	$(PY) -m lit_rpe fit --config experiments/demo.yaml $(ARGS)
 	$(PY) -m lit_rpe.demo --config experiments/demo.yaml
+	$(PY) -m lit_rpe.eval.grid experiments/grid_demo.yaml --print
 
 GRID ?= experiments/grid_demo.yaml
 eval-grid: $(STAMP) ## Evaluate checkpoints x rules x resolutions (resumable): make eval-grid GRID=experiments/grid_256.yaml

@@ -189,6 +189,14 @@ def load_grid(path: str | Path, *, check_files: bool = True) -> GridSpec:
                 f"checkpoint(s) not found: {', '.join(missing)}; train them first "
                 "(make train EXP=...) or fix the paths in " + str(path)
             )
-        if not Path(spec.val_shards).exists():
-            raise FileNotFoundError(f"val_shards not found: {spec.val_shards}")
+        for key, npz in (spec.adm_references or {}).items():
+            as_height_width([int(v) for v in key.split("x")])
+            if not Path(npz).is_file():
+                raise FileNotFoundError(f"ADM reference batch for {key} not found: {npz}")
+        from lit_rpe.data.shard_list import expand_shards
+
+        try:
+            expand_shards(spec.val_shards)
+        except (FileNotFoundError, ValueError) as err:
+            raise FileNotFoundError(f"val_shards not found: {spec.val_shards} ({err})") from err
     return spec

@@ -196,3 +196,11 @@ def test_bad_grid_fails_before_any_generation(setup, monkeypatch, change, messag
     with pytest.raises((ValueError, FileNotFoundError)) as err:
         run_grid(load_grid(rewrite(path, spec, **change)))
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "name", ["grid_demo", "grid_256", "grid_512", "grid_official_256", "study_cpu/grid"]
+)
+def test_shipped_grids_parse(name):
+    spec = load_grid(Path("experiments") / f"{name}.yaml", check_files=False)
+    assert spec.models and spec.rules and spec.resolutions
