@@ -55,7 +55,7 @@ def load_model(entry, device: torch.device):
 
 def resolve_metrics(spec: GridSpec):
     """(metric names, the Inception network or None, a note for the report)."""
-    from lit_rpe.eval.inception_weights import missing_weights_message, resolve_inception_weights
+    from lit_rpe.eval.inception_weights import resolve_inception_weights
 
     wanted = list(OFFLINE_METRICS + INCEPTION_METRICS) if spec.metrics == "auto" else spec.metrics
     if not any(m in INCEPTION_METRICS for m in wanted):
@@ -65,10 +65,12 @@ def resolve_metrics(spec: GridSpec):
     except FileNotFoundError:
         if spec.metrics != "auto":
             raise
+        from lit_rpe.eval.inception_weights import TORCH_FIDELITY_FILENAME, default_weights_dir
+
         note = (
             "No FID Inception weights found, so FID/sFID/IS/KID/precision/recall were not "
-            "computed; the table shows the offline metrics (validation loss, SWD). "
-            + missing_weights_message().splitlines()[0]
+            "computed; the table shows the offline metrics (validation loss, SWD). To add them, "
+            f"put {TORCH_FIDELITY_FILENAME} in {default_weights_dir()} and run the grid again."
         )
         return [m for m in wanted if m in OFFLINE_METRICS], None, note
     from lit_rpe.eval.inception import FIDInceptionV3
@@ -248,7 +250,10 @@ def run_grid(spec: GridSpec) -> Path:
             continue
         if (cell / "metrics.json").is_file():
             done = json.loads((cell / "metrics.json").read_text())
-            if set(wanted) <= set(done.get("requested", [])):
+            same = done.get("num_samples") == spec.num_samples and done.get("precision") == (
+                spec.precision
+            )
+            if same and set(wanted) <= set(done.get("requested", [])):
                 continue
         if current is None or current[0] is not entry:
             current = (entry, load_model(entry, device))

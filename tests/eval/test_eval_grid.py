@@ -129,6 +129,9 @@ def test_grid_writes_table_csv_plot_and_grids_then_skips_finished_cells(setup, m
     assert [c["resolution"] for c in calls] == [(24, 24)]
     with (out / "results.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 12
+    calls.clear()  # a cell scored with other settings is not "finished" for this grid
+    run_grid(load_grid(rewrite(path, spec, num_samples=6, rules=["rpe2d_even"], resolutions=[16])))
+    assert [c["resolution"] for c in calls] == [(16, 16)]
 
 
 def test_inception_metrics_with_weights_and_cached_references(setup, tmp_path, monkeypatch):
