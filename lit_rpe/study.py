@@ -117,13 +117,14 @@ def write_results(grid_path: str, timings: dict, command: str) -> Path:
     lines = [
         "# Results: resolution generalization on a laptop CPU",
         "",
-        "Produced by one run of",
+        "Produced by (interrupted runs resume, see below)",
         "",
         f"    {command}",
         "",
-        f"at commit `{commit()}` on {platform.processor() or platform.machine()} "
+        f"at commit `{timings.get('_commit') or commit()}` on "
+        f"{platform.processor() or platform.machine()} "
         f"({torch.get_num_threads()} threads, torch {torch.__version__}). Timings of this run: "
-        + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
+        + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items() if k[0] != "_")
         + ". The numbers below are copied by `lit_rpe.study` from `"
         + str(out / "results.csv")
         + "` (also in `docs/study_cpu/results.csv`).",
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> Path:
     timing_file = Path(load_grid(opts.grid, check_files=False).out_dir) / "timings.json"
     timings = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
     if not opts.report_only:
+        timings.setdefault("_commit", commit())  # the code the run started at
         train_all(opts.grid, timings)
         timing_file.parent.mkdir(parents=True, exist_ok=True)
         timing_file.write_text(json.dumps(timings))

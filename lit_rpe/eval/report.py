@@ -120,9 +120,11 @@ def plot(records: list[dict], path: Path) -> None:
         ax.set_title(METRIC_TITLES.get(metric, metric), fontsize=9)
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=7, frameon=False)
-        fig.tight_layout(rect=(0, 0, 1, 0.82))
+    if handles:  # beside the plots, in as many columns as 30 entries need
+        ncol = -(-len(handles) // 30)
+        fig.set_size_inches(6 * len(axes) + 2.6 * ncol, 5.5)
+        fig.legend(handles, labels, loc="center right", ncol=ncol, fontsize=7, frameon=False)
+        fig.tight_layout(rect=(0, 0, 1 - 2.6 * ncol / fig.get_size_inches()[0], 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
