@@ -98,3 +98,20 @@ latents: $(STAMP) ## Precompute VAE latents: make latents SHARDS=<in> OUT=<dir> 
 
 bench-loader: $(STAMP) ## Loader throughput: streaming shards vs naive decode-then-resize
 	$(PY) bench/bench_loader.py
+
+# ---- performance benchmarks (issue 8): each prints its configuration and a markdown table ----
+.PHONY: bench bench-train bench-sampling bench-memory bench-gpu
+
+bench: $(STAMP) bench-train bench-sampling bench-memory ## The CPU benchmark set: training step, sampling per rule, memory
+
+bench-train: $(STAMP) ## Training images/s for sincos, rope, rpe2d at 64/256/1024 tokens, fp32 and bf16 [ARGS=]
+	$(PY) bench/bench_train_step.py $(ARGS)
+
+bench-sampling: $(STAMP) ## Sampling cost per step of every inference rule vs extrapolate, at 2x and 4x [ARGS=]
+	$(PY) bench/bench_sampling.py $(ARGS)
+
+bench-memory: $(STAMP) ## Peak memory of a training and a sampling step, 256 to 4096 tokens [ARGS=]
+	$(PY) bench/bench_memory.py $(ARGS)
+
+bench-gpu: $(STAMP) ## DiT-XL/2 images/s and MFU at 256 and 512 px in bf16 (needs CUDA) [ARGS=]
+	$(PY) bench/bench_gpu.py $(ARGS)

@@ -202,7 +202,9 @@ class DiffusionModule(LightningModule):
         accumulate = self.trainer.accumulate_grad_batches if self._trainer else 1
         gen = self._step_generator(0, self.global_step * accumulate + batch_idx % accumulate)
         drop = torch.rand(batch_size, generator=gen) < self.net_config.class_dropout_prob
-        y = torch.where(drop.to(self.device), self.net.num_classes, batch["label"])
+        y = torch.where(
+            drop.to(self.device, non_blocking=True), self.net.num_classes, batch["label"]
+        )
         grid = self.net.token_grid(*x0.shape[-2:])
         pos_h, pos_w = self.net.draw_positions(batch_size, grid, generator=gen, device=self.device)
         box = batch.get("box") if self.net.micro_embedder is not None else None
@@ -233,6 +235,10 @@ class DiffusionModule(LightningModule):
         # (periodic checkpoints) run before the module's batch-end hook and would save an EMA
         # one update behind, breaking exact resume.
         super().optimizer_step(*args, **kwargs)
+        self.update_ema()
+
+    def update_ema(self) -> None:
+        """Move the EMA one step towards the weights (one fused multi-tensor lerp, no sync)."""
         decay = ema_decay_at(self.global_step, self.hparams.ema_decay, self.hparams.ema_warmup)
         ema_params = list(self.ema.parameters())
         torch._foreach_lerp_(ema_params, [p.detach() for p in self.net.parameters()], 1 - decay)

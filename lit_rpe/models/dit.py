@@ -115,7 +115,10 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_channels, hidden_size, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)
+        # contiguous: the residual stream's ops run on dense rows, and compiled blocks get the
+        # layout they are correct for (torch 2.13's CPU inductor returns wrong gradients for a
+        # block fed the transposed view; see tests/models/test_dit_fast_paths.py)
+        return self.proj(x).flatten(2).transpose(1, 2).contiguous()
 
 
 def _pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -329,7 +332,8 @@ class DiT(nn.Module):
         c = self.t_embedder(t * self.time_scale) + self.y_embedder(y, self.training)
         if self.micro_embedder is not None:
             if box is None:
-                box = x.new_tensor([0.0, 0.0, 1.0, 1.0]).expand(batch, 4)
+                # (0, 0, 1, 1) built on the device: no host-to-device copy in the forward
+                box = torch.cat([x.new_zeros(1, 2), x.new_ones(1, 2)], dim=1).expand(batch, 4)
             c = c + self.micro_embedder(box)
         for block in self.blocks:
             if self.checkpointing and torch.is_grad_enabled():

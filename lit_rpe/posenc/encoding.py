@@ -37,11 +37,23 @@ def encode_positions(
     For ``sincos``, a method's tau cannot multiply the logits through cos and sin (the table is
     added to the tokens, not rotated into q and k), so it becomes the logit factor tau^2 it is
     meant to produce.
+
+    Positions shared by the whole batch (a batch-expanded view, stride 0, as the grid and
+    ``rpe2d_even`` layouts return) are encoded once and the tables expanded over the batch: the
+    same values, computed once and read from cache by every sample.
     """
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {encoder!r}; valid: {', '.join(ENCODERS)}")
+    batch = pos_h.shape[0]
+    shared = batch > 1 and pos_h.stride(0) == 0 and pos_w.stride(0) == 0
+    if shared:
+        pos_h, pos_w = pos_h[:1], pos_w[:1]
+
+    def per_batch(table: torch.Tensor) -> torch.Tensor:
+        return table.expand(batch, *table.shape[1:]) if shared else table
+
     if encoder == "sincos":
         table = sincos_embedding(pos_h, pos_w, freqs.h, freqs.w, dtype=dtype)
-        return PositionalEncoding(table, None, freqs.logit_factor * freqs.tau**2)
-    if encoder == "rope":
-        tables = rope_tables(pos_h, pos_w, freqs.h, freqs.w, tau=freqs.tau, dtype=dtype)
-        return PositionalEncoding(None, tables, freqs.logit_factor)
-    raise ValueError(f"unknown encoder {encoder!r}; valid: {', '.join(ENCODERS)}")
+        return PositionalEncoding(per_batch(table), None, freqs.logit_factor * freqs.tau**2)
+    cos, sin = rope_tables(pos_h, pos_w, freqs.h, freqs.w, tau=freqs.tau, dtype=dtype)
+    return PositionalEncoding(None, (per_batch(cos), per_batch(sin)), freqs.logit_factor)

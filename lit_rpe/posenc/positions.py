@@ -40,8 +40,9 @@ def rpe2d_positions(
         )
     gen_device = generator.device if generator is not None else "cpu"
     scores = torch.rand(batch, max_len, generator=generator, device=gen_device)
-    chosen = scores.topk(n, dim=1, sorted=False).indices.sort(dim=1).values
-    return chosen.to(device=device, dtype=torch.float32)
+    chosen = scores.topk(n, dim=1, sorted=False).indices.sort(dim=1).values.float()
+    # non_blocking: a host-to-device copy that does not wait for the device (no sync per step)
+    return chosen.to(device=device, non_blocking=True)
 
 
 def rpe2d_even_positions(

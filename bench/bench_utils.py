@@ -1,0 +1,107 @@
+"""Shared helpers of the benchmarks: the configuration header, interleaved timing, tables.
+
+Every benchmark times its variants round-robin (one repeat of each variant in turn, then the
+next repeat) and reports medians, so that load from other processes on a shared machine falls on
+all variants alike and the ratios stay meaningful even when the absolute figures move.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Hashable, Sequence
+
+import torch
+
+
+def machine_line() -> str:
+    """One line describing the software and the CPU the figures come from."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"torch {torch.__version__}, python {platform.python_version()}, {cpu}, "
+        f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}"
+    )
+
+
+def interleaved_medians(
+    variants: dict[Hashable, Callable[[], object]],
+    *,
+    warmup: int,
+    repeats: int,
+    inner: int = 1,
+    on_repeat: Callable[[int], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[Hashable, list[float]]:
+    """Time every variant ``repeats`` times, round-robin; returns seconds per call, per variant.
+
+    Each variant first runs ``warmup`` calls (also round-robin). A timed sample is ``inner``
+    consecutive calls divided by ``inner``. The order of the variants rotates each repeat so no
+    variant always runs right after the same neighbour. ``clock``: ``time.perf_counter`` (wall
+    time) or ``time.process_time`` (CPU time of this process: with one thread, immune to waiting
+    for a core that another process holds).
+    """
+    keys = list(variants)
+    for _ in range(warmup):
+        for key in keys:
+            variants[key]()
+    times: dict[Hashable, list[float]] = {key: [] for key in keys}
+    for r in range(repeats):
+        if on_repeat is not None:
+            on_repeat(r)
+        order = keys[r % len(keys) :] + keys[: r % len(keys)]
+        for key in order:
+            fn = variants[key]
+            start = clock()
+            for _ in range(inner):
+                fn()
+            times[key].append((clock() - start) / inner)
+    return times
+
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: Sequence[float]) -> float:
+    """Half the inter-quartile range relative to the median (a robust +- in %)."""
+    if len(values) < 4:
+        return float("nan")
+    q = statistics.quantiles(values, n=4)
+    return 50.0 * (q[2] - q[0]) / statistics.median(values)
+
+
+def fmt3(value: float) -> str:
+    """Three significant digits, trailing zeros kept: 112, 30.8, 5.50, 0.653."""
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def pm(values: Sequence[float]) -> str:
+    """`` +-x%`` (half the inter-quartile range), empty with fewer than 4 samples."""
+    value = spread(values)
+    return "" if value != value else f" +-{value:.0f}%"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub markdown table; floats are printed as given (format them before)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
