@@ -23,11 +23,13 @@ import argparse
 import torch
 from bench_utils import (
     CLOCKS,
+    add_timing_options,
     interleaved_medians,
     machine_line,
     markdown_table,
     median,
     pm,
+    set_threads,
 )
 
 from lit_rpe.flow import guided_velocity
@@ -112,13 +114,9 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
-    parser.add_argument(
-        "--clock", choices=list(CLOCKS), default="wall", help="cpu: process time (use 1 thread)"
-    )
+    add_timing_options(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
 
     print("## Sampling: cost of one step per inference rule\n")
     print(machine_line())

@@ -24,12 +24,14 @@ import warnings
 import torch
 from bench_utils import (
     CLOCKS,
+    add_timing_options,
     fmt3,
     interleaved_medians,
     machine_line,
     markdown_table,
     median,
     pm,
+    set_threads,
 )
 
 from lit_rpe.config import NetConfig, OptimConfig
@@ -81,13 +83,9 @@ def main() -> None:
     parser.add_argument("--micro-conditioning", action="store_true", help="rpe2d with micro-cond.")
     parser.add_argument("--checkpointing", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile each block")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
-    parser.add_argument(
-        "--clock", choices=list(CLOCKS), default="wall", help="cpu: process time (use 1 thread)"
-    )
+    add_timing_options(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     warnings.filterwarnings("ignore")  # self.log without a Trainer warns once per variant
 
     print("## Training step: images/s (forward + backward + AdamW + EMA)\n")

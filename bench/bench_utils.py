@@ -71,6 +71,19 @@ def interleaved_medians(
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
+def add_timing_options(parser) -> None:
+    """--threads and --clock, shared by the timing benchmarks (apply with ``set_threads``)."""
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument(
+        "--clock", choices=list(CLOCKS), default="wall", help="cpu: process time (use 1 thread)"
+    )
+
+
+def set_threads(args) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
