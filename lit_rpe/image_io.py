@@ -10,10 +10,15 @@ import torch
 from PIL import Image
 
 
+def quantize_uint8(images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) float in [-1, 1] -> (B, C, H, W) uint8 on the same device (ADM's rounding:
+    (x + 1) * 127.5), the form the FID Inception and the PNG files take."""
+    return ((images.detach().float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B, C, H, W) float in [-1, 1] -> (B, H, W, C) uint8 (ADM's rounding: (x + 1) * 127.5)."""
-    x = ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    return x.permute(0, 2, 3, 1).numpy()
+    """(B, C, H, W) float in [-1, 1] -> (B, H, W, C) uint8 numpy (``quantize_uint8``)."""
+    return quantize_uint8(images).cpu().permute(0, 2, 3, 1).numpy()
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from lit_rpe.eval.generation import chunks_of_rank
+from lit_rpe.eval.inception_weights import weights_tag
 from lit_rpe.eval.statistics import FeatureStatistics, fid_from_statistics
+from lit_rpe.image_io import quantize_uint8
 
 
 class PeriodicFIDCallback(Callback):
@@ -62,9 +62,7 @@ class PeriodicFIDCallback(Callback):
             from lit_rpe.eval.inception import FIDInceptionV3
 
             self._inception = FIDInceptionV3(self._weights)
-            stat = self._weights.stat()
-            tag = f"{self._weights.name}:{stat.st_size}"
-            self._tag = hashlib.sha1(tag.encode()).hexdigest()[:8]
+            self._tag = weights_tag(self._weights)
         return self._inception.to(device)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -88,8 +86,7 @@ class PeriodicFIDCallback(Callback):
         for chunk in chunks_of_rank(self.num_images, self.batch_size, rank, world):
             labels = [i % classes for i in chunk]
             images = pl_module.sample(labels, [self.seed + i for i in chunk])
-            pixels = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-            stats.update(inception(pixels)["pool"])
+            stats.update(inception(quantize_uint8(images))["pool"])
         stats.all_reduce_()
         ref = reference_features(
             inception,

@@ -91,12 +91,19 @@ def generate_to_folder(
     return written
 
 
+def read_images(folder: str | Path, indices) -> np.ndarray:
+    """The PNGs ``<i:06d>.png`` of ``indices`` in ``folder`` as uint8 (N, H, W, 3)."""
+    folder = Path(folder)
+    return np.stack(
+        [np.asarray(Image.open(folder / f"{i:06d}.png").convert("RGB")) for i in indices]
+    )
+
+
 def folder_to_npz(folder: str | Path, path: str | Path, num_images: int) -> Path:
     """Stack ``000000.png ..`` into an ADM-evaluator batch: ``arr_0`` uint8 (N, H, W, 3)."""
     folder = Path(folder)
     missing = [i for i in range(num_images) if not (folder / f"{i:06d}.png").is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} images missing in {folder}, first {missing[:5]}")
-    arr = np.stack([np.asarray(Image.open(folder / f"{i:06d}.png")) for i in range(num_images)])
-    np.savez(path, arr_0=arr)
+    np.savez(path, arr_0=read_images(folder, range(num_images)))
     return Path(path)

@@ -12,18 +12,21 @@ half-generated cell only generates its missing images. The report (``results.csv
 from __future__ import annotations
 
 import argparse
-import hashlib
+import functools
 import json
 import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
-from PIL import Image
 
-from lit_rpe.eval.generation import chunks_of_rank, generate_to_folder, rank_and_world
+from lit_rpe.eval.generation import (
+    chunks_of_rank,
+    generate_to_folder,
+    rank_and_world,
+    read_images,
+)
 from lit_rpe.eval.grid_spec import INCEPTION_METRICS, OFFLINE_METRICS, GridSpec, load_grid
 from lit_rpe.eval.references import (
     image_features,
@@ -55,7 +58,7 @@ def load_model(entry, device: torch.device):
 
 def resolve_metrics(spec: GridSpec):
     """(metric names, the Inception network or None, a note for the report)."""
-    from lit_rpe.eval.inception_weights import resolve_inception_weights
+    from lit_rpe.eval.inception_weights import resolve_inception_weights, weights_tag
 
     wanted = list(OFFLINE_METRICS + INCEPTION_METRICS) if spec.metrics == "auto" else spec.metrics
     if not any(m in INCEPTION_METRICS for m in wanted):
@@ -76,16 +79,19 @@ def resolve_metrics(spec: GridSpec):
     from lit_rpe.eval.inception import FIDInceptionV3
 
     inception = FIDInceptionV3(path)
-    inception.weights_tag = hashlib.sha1(f"{path.name}:{path.stat().st_size}".encode()).hexdigest()[
-        :8
-    ]
+    inception.weights_tag = weights_tag(path)
     return wanted, inception, ""
 
 
 def load_images(folder: Path, indices) -> torch.Tensor:
     """PNGs ``<i>.png`` of ``indices`` as uint8 (N, 3, H, W)."""
-    arrays = [np.asarray(Image.open(folder / f"{i:06d}.png").convert("RGB")) for i in indices]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return torch.from_numpy(read_images(folder, indices)).permute(0, 3, 1, 2).contiguous()
+
+
+@functools.lru_cache(maxsize=4)
+def cached_reference_images(shards: str, resolution: tuple[int, int], num: int, classes):
+    """The SWD reference of one resolution, decoded once for all the rules and models of a grid."""
+    return reference_images_uint8(shards, resolution, num, num_classes=classes)
 
 
 def generated_features(inception, folder: Path, num: int, batch_size: int) -> dict:
@@ -178,8 +184,8 @@ def evaluate_cell(spec, module, entry, rule_entry, resolution, inception, wanted
         )
         metrics["val_loss"] = loss["val_loss"]
     if "swd" in wanted:
-        real = reference_images_uint8(
-            spec.val_shards, resolution, spec.num_reference, num_classes=spec.num_classes
+        real = cached_reference_images(
+            spec.val_shards, tuple(resolution), spec.num_reference, spec.num_classes
         )
         fake = load_images(cell / "images", range(spec.num_samples))
         metrics["swd"] = sliced_wasserstein_distance(real, fake, seed=spec.seed).average
@@ -226,6 +232,7 @@ def not_applicable(module, rule, resolution) -> str | None:
 def run_grid(spec: GridSpec) -> Path:
     """Evaluate every cell of ``spec`` not yet done, then write the report; returns results.md."""
     out = Path(spec.out_dir)
+    cached_reference_images.cache_clear()  # shards may have changed since an earlier grid
     wanted, inception, note = resolve_metrics(spec)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if inception is not None:

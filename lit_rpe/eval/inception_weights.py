@@ -17,6 +17,7 @@ Nothing here touches the network unless ``download=True`` is passed explicitly.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -89,6 +90,11 @@ def missing_weights_message() -> str:
         f"(pytorch-fid's {PYTORCH_FID_FILENAME} from {PYTORCH_FID_URL} works too).\n"
         f"Searched:\n{searched}"
     )
+
+
+def weights_tag(path: Path) -> str:
+    """A short tag of a weight file (name and size) for cache keys of its features."""
+    return hashlib.sha1(f"{path.name}:{path.stat().st_size}".encode()).hexdigest()[:8]
 
 
 def find_inception_weights() -> Path | None:

@@ -20,6 +20,7 @@ import torch
 
 from lit_rpe.data.transforms import as_height_width
 from lit_rpe.eval.statistics import FeatureStatistics, all_gather_rows
+from lit_rpe.image_io import quantize_uint8
 
 CROP = "adm_center"
 
@@ -60,7 +61,7 @@ def reference_images_uint8(
 ) -> torch.Tensor:
     """The first ``num_images`` reference images of all ranks as uint8 (N, 3, H, W)."""
     chunks = [
-        ((b["image"] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        quantize_uint8(b["image"])
         for b in reference_batches(shards, resolution, num_images, **kwargs)
     ]
     images = torch.cat(chunks)
