@@ -4,6 +4,11 @@
     lit-rpe sample --config experiments/demo.yaml --resolution 64 --rule rpe2d_even
     lit-rpe sample --config experiments/official_dit_xl2_256.yaml --official dit \
         --ckpt_path pretrained/DiT-XL-2-256x256.pt --resolution 512 --rule dype_yarn
+    lit-rpe sample --config experiments/rope_256.yaml --resolution [256,512] --rule yarn \
+        --model.sampling.tau_axes=max --model.sampling.timestep_shift=auto
+
+A rule's add-ons (attention scale, timestep shift, per-axis or single tau, scaling) come from
+``--model.sampling.*`` (``SamplingConfig``).
 
 ``fit`` resumes from ``<run dir>/checkpoints/last.ckpt`` by itself when that file exists.
 """

@@ -45,14 +45,16 @@ class OptimConfig:
 class SamplingConfig:
     """How the module samples (sample grids, ``lit-rpe sample``); rule None: the model default.
 
-    rule: an inference rule name (``extrapolate``, ``rpe2d_even``, ``dype_ntk``, ...) with its
-    add-ons. guidance_interval: (t_lo, t_hi) where classifier-free guidance applies.
+    rule: an inference rule name (``extrapolate``, ``rpe2d_even``, ``dype_ntk``, ``tasr``, ...)
+    with its add-ons (``InferenceRule``; tau_axes: ``per_axis`` or ``max``).
+    guidance_interval: (t_lo, t_hi) where classifier-free guidance applies.
     """
 
     rule: str | None = None
     scaling: Literal["decoupled", "coupled"] = "decoupled"
     attention_scale: Literal["none", "yarn", "proportional"] = "none"
     timestep_shift: float | Literal["auto"] = 1.0
+    tau_axes: Literal["per_axis", "max"] = "per_axis"
     method: Literal["euler", "heun"] = "heun"
     steps: int = 50
     cfg_scale: float = 1.0
@@ -64,6 +66,7 @@ class SamplingConfig:
             scaling=self.scaling,
             attention_scale=self.attention_scale,
             timestep_shift=self.timestep_shift,
+            tau_axes=self.tau_axes,
         )
 
 

@@ -12,6 +12,7 @@ PAPER_EXPERIMENTS = [
     "rpe2d_sincos_256",
     "rpe2d_256_nocrop",
     "rpe2d_256_nomicro",
+    "rpe2d_256_range2x",
 ]
 
 
@@ -29,6 +30,7 @@ def test_paper_experiments_exist_and_differ_as_intended():
     assert cfg["rpe2d_256_nocrop"].data.augmentation == "center_crop"
     assert not cfg["rpe2d_256_nomicro"].model.net.micro_conditioning
     assert cfg["rpe2d_256_nomicro"].data.augmentation == "random_resized_crop"
+    assert (rpe.model.net.max_len, cfg["rpe2d_256_range2x"].model.net.max_len) == (64, 32)
 
 
 def test_interpolation_follows_the_overriding_run_dir():

@@ -29,10 +29,13 @@ from lit_rpe.eval.scores import (
 )
 from lit_rpe.eval.statistics import (
     FeatureStatistics,
+    FrechetResult,
     all_gather_rows,
     all_reduce_sum_,
     fid_from_statistics,
+    fid_result_from_statistics,
     frechet_distance,
+    frechet_result,
     save_statistics_npz,
 )
 from lit_rpe.eval.swd import (
@@ -52,6 +55,7 @@ __all__ = [
     "WEIGHTS_ENV_VAR",
     "FIDInceptionV3",
     "FeatureStatistics",
+    "FrechetResult",
     "InceptionFeature",
     "InceptionScoreAccumulator",
     "InceptionV3Layers",
@@ -62,7 +66,9 @@ __all__ = [
     "all_reduce_sum_",
     "default_weights_dir",
     "fid_from_statistics",
+    "fid_result_from_statistics",
     "frechet_distance",
+    "frechet_result",
     "inception_score",
     "kernel_inception_distance",
     "laplacian_descriptors",

@@ -7,7 +7,8 @@
       - {name: demo, checkpoint: runs/demo/checkpoints/last.ckpt}
       - {name: dit_xl2, checkpoint: pretrained/DiT-XL-2-256x256.pt, kind: dit,
          vae_path: pretrained/sd-vae-ft-ema}
-    rules: [extrapolate, ntk, {name: yarn, attention_scale: yarn}, dype_yarn]
+    rules: [extrapolate, ntk, {name: ntk, attention_scale: yarn}, dype_yarn, tasr,
+            {name: yarn, tau_axes: max}]
     resolutions: [128, 256, 512, [256, 512]]     # int = square, [H, W]
     num_samples: 10000
     metrics: auto       # or a list: val_loss, swd, fid, sfid, is, kid, precision_recall
@@ -64,6 +65,7 @@ class RuleEntry:
     attention_scale: Literal["none", "yarn", "proportional"] = "none"
     timestep_shift: float | Literal["auto"] = 1.0
     scaling: Literal["decoupled", "coupled"] = "decoupled"
+    tau_axes: Literal["per_axis", "max"] = "per_axis"
 
     @property
     def label(self) -> str:
@@ -74,6 +76,8 @@ class RuleEntry:
             parts.append(f"shift_{self.timestep_shift}")
         if self.scaling != "decoupled":
             parts.append(self.scaling)
+        if self.tau_axes != "per_axis":
+            parts.append(f"tau_{self.tau_axes}")
         return "+".join(parts)
 
     def inference_rule(self) -> InferenceRule:
@@ -82,6 +86,7 @@ class RuleEntry:
             scaling=self.scaling,
             attention_scale=self.attention_scale,
             timestep_shift=self.timestep_shift,
+            tau_axes=self.tau_axes,
         )
 
 

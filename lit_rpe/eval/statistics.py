@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -182,22 +183,49 @@ def save_statistics_npz(
     return path
 
 
-def frechet_distance(
+# The largest imaginary part on the diagonal of sqrtm's root accepted as rounding noise, as in
+# pytorch-fid and ADM's evaluator (both raise above it; we retry with the eps offset first).
+IMAGINARY_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class FrechetResult:
+    """A Fréchet distance and how its matrix square root was obtained.
+
+    value: the distance. retried: sqrtm's root of ``sigma1 sigma2`` was unusable (``reason``
+    says how: not finite, or a large imaginary part) and the value uses the root of
+    ``(sigma1 + eps I)(sigma2 + eps I)`` instead, pytorch-fid's fallback. Published FIDs have
+    been wrong for this reason; a retried value is close to, not equal to, the exact one.
+    """
+
+    value: float
+    retried: bool = False
+    reason: str = ""
+
+    def __float__(self) -> float:
+        return self.value
+
+
+def frechet_result(
     mu1: np.ndarray,
     sigma1: np.ndarray,
     mu2: np.ndarray,
     sigma2: np.ndarray,
     eps: float = 1e-6,
     method: str = "sqrtm",
-) -> float:
+) -> FrechetResult:
     """||mu1 - mu2||^2 + tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2)), in float64.
 
     method "sqrtm" follows the reference implementations (pytorch-fid, ADM): scipy's sqrtm of
-    the product, retried with ``eps`` added to both diagonals when that is not finite (a
-    singular product), keeping the real part when the imaginary one is rounding noise.
+    the product, keeping the real part when the imaginary one is rounding noise. A root that is
+    not finite (a singular product) or whose diagonal has an imaginary part above
+    ``IMAGINARY_TOLERANCE`` is detected, recomputed with ``eps`` added to both diagonals, and
+    reported: a warning, and ``retried``/``reason`` in the result. A root still broken after
+    that raises ValueError.
     method "eigh" computes tr (sigma1 sigma2)^(1/2) as the sum of square roots of the
     eigenvalues of the symmetric PSD matrix s1^(1/2) sigma2 s1^(1/2) (s1^(1/2) from an
-    eigen-decomposition, negative rounding clipped to 0): the same quantity, no complex numbers.
+    eigen-decomposition, negative rounding clipped to 0): the same quantity, no complex numbers
+    and no retry.
     """
     mu1, mu2 = (
         np.atleast_1d(np.asarray(mu1, np.float64)),
@@ -208,29 +236,63 @@ def frechet_distance(
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
         raise ValueError(f"shape mismatch: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape}")
     diff = mu1 - mu2
+    reason = ""
     if method == "sqrtm":
-        tr_covmean = _trace_sqrt_product_sqrtm(sigma1, sigma2, eps)
+        tr_covmean, reason = _trace_sqrt_product_sqrtm(sigma1, sigma2, eps)
     elif method == "eigh":
         tr_covmean = _trace_sqrt_product_eigh(sigma1, sigma2)
     else:
         raise ValueError(f"unknown method {method!r}; valid: sqrtm, eigh")
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
+    value = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
+    return FrechetResult(value, retried=bool(reason), reason=reason)
 
 
-def _trace_sqrt_product_sqrtm(sigma1: np.ndarray, sigma2: np.ndarray, eps: float) -> float:
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+def frechet_distance(
+    mu1: np.ndarray,
+    sigma1: np.ndarray,
+    mu2: np.ndarray,
+    sigma2: np.ndarray,
+    eps: float = 1e-6,
+    method: str = "sqrtm",
+) -> float:
+    """The Fréchet distance as a float; ``frechet_result`` also says whether it was retried."""
+    return frechet_result(mu1, sigma1, mu2, sigma2, eps=eps, method=method).value
+
+
+def _root_problem(covmean: np.ndarray) -> str:
+    """What makes sqrtm's root unusable ("" when nothing does)."""
     if not np.isfinite(covmean).all():
+        return "the square root of sigma1 sigma2 is not finite (a singular product)"
+    if np.iscomplexobj(covmean):
+        imag = float(np.abs(np.diagonal(covmean).imag).max())
+        if imag > IMAGINARY_TOLERANCE:
+            return (
+                f"the square root of sigma1 sigma2 has an imaginary part of {imag:.3g} on its "
+                f"diagonal (above {IMAGINARY_TOLERANCE:g}; a near-singular product)"
+            )
+    return ""
+
+
+def _trace_sqrt_product_sqrtm(
+    sigma1: np.ndarray, sigma2: np.ndarray, eps: float
+) -> tuple[float, str]:
+    """tr (sigma1 sigma2)^(1/2) by scipy's sqrtm, and why it was retried ("" if it was not)."""
+    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+    reason = _root_problem(covmean)
+    if reason:
         warnings.warn(
-            f"FID: singular covariance product; adding {eps} to the diagonals", stacklevel=3
+            f"FID: {reason}; retrying with {eps} added to both covariance diagonals",
+            stacklevel=4,
         )
         offset = np.eye(sigma1.shape[0]) * eps
         covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        # The exact root has a real trace; a large imaginary part means broken input.
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"FID: imaginary component {np.abs(covmean.imag).max():.3g}")
-        covmean = covmean.real
-    return float(np.trace(covmean))
+        still = _root_problem(covmean)
+        if still:
+            raise ValueError(
+                f"FID: {still}, even with {eps} added to both diagonals; method='eigh' computes "
+                "the distance without a general matrix square root"
+            )
+    return float(np.trace(covmean).real), reason
 
 
 def _trace_sqrt_product_eigh(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
@@ -244,11 +306,12 @@ def _trace_sqrt_product_eigh(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     return float(np.sqrt(np.clip(values, 0, None)).sum())
 
 
-def fid_from_statistics(
+def fid_result_from_statistics(
     a: FeatureStatistics, b: FeatureStatistics, eps: float = 1e-6, method: str = "sqrtm"
-) -> float:
-    """FID (pool features) or sFID (spatial features) between two accumulated statistics."""
-    return frechet_distance(
+) -> FrechetResult:
+    """FID (pool features) or sFID (spatial features) between two accumulated statistics, with
+    whether its square root had to be retried (``FrechetResult``)."""
+    return frechet_result(
         a.mean.cpu().numpy(),
         a.covariance().cpu().numpy(),
         b.mean.cpu().numpy(),
@@ -256,3 +319,10 @@ def fid_from_statistics(
         eps=eps,
         method=method,
     )
+
+
+def fid_from_statistics(
+    a: FeatureStatistics, b: FeatureStatistics, eps: float = 1e-6, method: str = "sqrtm"
+) -> float:
+    """FID (pool features) or sFID (spatial features) between two accumulated statistics."""
+    return fid_result_from_statistics(a, b, eps=eps, method=method).value

@@ -6,6 +6,7 @@ Conventions (DESIGN.md): positions are per-sample data (B, n) per axis; time t r
 
 from lit_rpe.posenc.addons import (
     ATTENTION_SCALES,
+    addon_axis_taus,
     attention_logit_factor,
     default_shift_factor,
     timestep_shift,
@@ -16,12 +17,15 @@ from lit_rpe.posenc.encoding import PositionalEncoding, encode_positions
 from lit_rpe.posenc.frequencies import (
     DYPE_DEFAULTS,
     FREQUENCY_METHODS,
+    TASR_WATERSHED,
+    TIME_DEPENDENT_METHODS,
     axis_frequencies,
     band_ramp,
     base_frequencies,
     ntk_theta,
     rotation_pair_index,
     scaled_axis_frequencies,
+    tasr_interpolates,
 )
 from lit_rpe.posenc.positions import (
     TRAINING_POSITIONS,
@@ -34,6 +38,7 @@ from lit_rpe.posenc.positions import (
 from lit_rpe.posenc.rules import (
     INFERENCE_RULES,
     SCALINGS,
+    TAU_AXES,
     AxisFrequencies,
     InferenceRule,
     axis_scales,
@@ -48,10 +53,14 @@ __all__ = [
     "FREQUENCY_METHODS",
     "INFERENCE_RULES",
     "SCALINGS",
+    "TASR_WATERSHED",
+    "TAU_AXES",
+    "TIME_DEPENDENT_METHODS",
     "TRAINING_POSITIONS",
     "AxisFrequencies",
     "InferenceRule",
     "PositionalEncoding",
+    "addon_axis_taus",
     "apply_rope",
     "attention_logit_factor",
     "axis_frequencies",
@@ -71,6 +80,7 @@ __all__ = [
     "rule_frequencies",
     "scaled_axis_frequencies",
     "sincos_embedding",
+    "tasr_interpolates",
     "timestep_shift",
     "training_positions",
     "yarn_tau",

@@ -17,14 +17,24 @@ def yarn_tau(scale: float) -> float:
     return 0.1 * math.log(scale) + 1.0 if scale > 1.0 else 1.0
 
 
-def attention_logit_factor(
-    kind: str, *, train_tokens: int, test_tokens: int, scale: float = 1.0
-) -> float:
-    """Factor that multiplies the attention logits (on top of 1/sqrt(head_dim)).
+def addon_axis_taus(kind: str, scale_h: float, scale_w: float) -> tuple[float, float]:
+    """The (row, column) factors an attention-scale add-on puts on cos and sin.
 
-    kind: ``none`` -> 1; ``yarn`` -> tau(scale)^2 with ``scale`` the (largest) axis scale s;
+    ``yarn`` -> ``(tau(s_h), tau(s_w))``, YaRN's tau of each axis's scale (a rule folds them into
+    one with ``tau_axes="max"``); ``none`` and ``proportional`` -> (1, 1).
+    """
+    if kind not in ATTENTION_SCALES:
+        raise ValueError(f"unknown attention scale {kind!r}; valid: {', '.join(ATTENTION_SCALES)}")
+    return (yarn_tau(scale_h), yarn_tau(scale_w)) if kind == "yarn" else (1.0, 1.0)
+
+
+def attention_logit_factor(kind: str, *, train_tokens: int, test_tokens: int) -> float:
+    """Factor that an attention-scale add-on puts on the logits directly (on top of 1/sqrt(dim)).
+
     ``proportional`` -> sqrt(log N_test / log N_train), Lumina-Next's proportional attention,
-    N = tokens per image (applied below the training size too, where it is < 1).
+    N = tokens per image (applied below the training size too, where it is < 1); ``none`` -> 1;
+    ``yarn`` -> 1 as well: its tau acts through cos and sin, per axis (``addon_axis_taus``),
+    and multiplies the logits by tau^2 from there.
     """
     if kind not in ATTENTION_SCALES:
         raise ValueError(f"unknown attention scale {kind!r}; valid: {', '.join(ATTENTION_SCALES)}")
@@ -33,10 +43,8 @@ def attention_logit_factor(
             f"attention scale needs train_tokens >= 2 and test_tokens >= 1, "
             f"got {train_tokens} and {test_tokens}"
         )
-    if kind == "none":
+    if kind != "proportional":
         return 1.0
-    if kind == "yarn":
-        return yarn_tau(scale) ** 2
     return math.sqrt(math.log(max(test_tokens, 2)) / math.log(train_tokens))
 
 

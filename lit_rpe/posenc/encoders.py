@@ -56,14 +56,16 @@ def rope_tables(
     freqs_h: torch.Tensor,
     freqs_w: torch.Tensor,
     *,
-    tau: float = 1.0,
+    tau_h: float = 1.0,
+    tau_w: float = 1.0,
     dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Axial rotary cos/sin tables, each (B, 1, h * w, head_dim), computed once per forward.
 
     Head layout: the first half of each head's dims encodes the row, the second the column; in a
     half of size d, dims ``k`` and ``k + d/2`` form pair k, rotated by ``p * w_k``. The tables hold
-    each angle twice (once per member of the pair) and include ``tau``, the factor of cos and sin.
+    each angle twice (once per member of the pair) and include the factor of cos and sin: ``tau_h``
+    on the row half, ``tau_w`` on the column half.
     The sine table carries the rotation's sign: ``-sin`` for the first member of each pair and
     ``+sin`` for the second, so ``apply_rope`` needs no negation (``apply_rope`` is its only user).
     """
@@ -74,8 +76,8 @@ def rope_tables(
 
     def table(fn, sign):
         # (B, n, d): pair members share an angle; the first member gets ``sign``
-        r = torch.cat([sign * fn(rows), fn(rows)], dim=-1).mul(tau).to(dtype)
-        c = torch.cat([sign * fn(cols), fn(cols)], dim=-1).mul(tau).to(dtype)
+        r = torch.cat([sign * fn(rows), fn(rows)], dim=-1).mul(tau_h).to(dtype)
+        c = torch.cat([sign * fn(cols), fn(cols)], dim=-1).mul(tau_w).to(dtype)
         grid = torch.cat(
             [
                 r[:, :, None, :].expand(batch, h, w, 2 * k),

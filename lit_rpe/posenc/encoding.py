@@ -34,9 +34,9 @@ def encode_positions(
 ) -> PositionalEncoding:
     """Build the tables of ``encoder`` for positions (B, h), (B, w) and resolved frequencies.
 
-    For ``sincos``, a method's tau cannot multiply the logits through cos and sin (the table is
-    added to the tokens, not rotated into q and k), so it becomes the logit factor tau^2 it is
-    meant to produce.
+    For ``sincos``, tau cannot multiply the logits through cos and sin (the table is added to the
+    tokens, not rotated into q and k), so it becomes a logit factor: ``tau_h * tau_w``, which is
+    the tau^2 it is meant to produce when both axes share one tau (see ``rules.py``).
 
     Positions shared by the whole batch (a batch-expanded view, stride 0, as the grid and
     ``rpe2d_even`` layouts return) are encoded once and the tables expanded over the batch: the
@@ -54,6 +54,9 @@ def encode_positions(
 
     if encoder == "sincos":
         table = sincos_embedding(pos_h, pos_w, freqs.h, freqs.w, dtype=dtype)
-        return PositionalEncoding(per_batch(table), None, freqs.logit_factor * freqs.tau**2)
-    cos, sin = rope_tables(pos_h, pos_w, freqs.h, freqs.w, tau=freqs.tau, dtype=dtype)
+        logit = freqs.logit_factor * freqs.tau_h * freqs.tau_w
+        return PositionalEncoding(per_batch(table), None, logit)
+    cos, sin = rope_tables(
+        pos_h, pos_w, freqs.h, freqs.w, tau_h=freqs.tau_h, tau_w=freqs.tau_w, dtype=dtype
+    )
     return PositionalEncoding(None, (per_batch(cos), per_batch(sin)), freqs.logit_factor)

@@ -1,4 +1,4 @@
-"""Per-axis frequency scaling: PI, NTK-aware, YaRN, NTK-by-parts and DyPE (DESIGN.md 3c).
+"""Per-axis frequency scaling: PI, NTK-aware, YaRN, NTK-by-parts, DyPE, TASR (DESIGN.md 3c).
 
 Every function here is pure: (method, per-axis dim, theta, training length L, scale s, t) in,
 frequencies out. Frequencies are angular (radians per position unit), float64, one per rotary pair:
@@ -8,6 +8,35 @@ rotary dim of one axis (head_dim/2).
 
 The band blends follow the YaRN / FiT / DyPE reference code: a linear ramp over the *pair index*,
 between the pair indices that make ``r`` full rotations over the training length.
+
+TASR (``tasr``, ``tasr_static``) follows Lumina-Next's released code, ``precompute_freqs_cis`` of
+``NextDiT`` in ``lumina_next_t2i/models/model.py`` (Alpha-VLLM/Lumina-T2X), where it is called
+with ``scale_factor``, ``scale_watershed`` and the sampling ``timestep``:
+
+- Lumina's flow time runs the other way: 0 = noise, 1 = data, so its ``timestep`` is ``1 - t``
+  in this suite's convention (t = 1 = noise). Its sampler's time shift
+  ``t / (t + a - a t)`` is this suite's ``timestep_shift`` under that same change of variable,
+  and the encoding is driven by the shifted time in both.
+- While Lumina's time is below ``scale_watershed`` (0.3 by default in its ``sample.py`` and
+  inference settings), that is for ``t > 1 - watershed`` here (the noisy start of sampling),
+  positions are interpolated: ``w / s`` (PI). From the watershed on (``t <= 1 - watershed``,
+  the boundary itself included, as the code's strict ``timestep < scale_watershed``), the base
+  changes to ``theta * s``: ``w_i' = w_i s^(-2i/d)``. This is not NTK-aware's
+  ``theta s^(d/(d-2))``: the first pair keeps its frequency, and even the slowest pair is
+  scaled by ``s^(-(d-2)/d)``, a little less than PI. At the last steps (t -> 0) TASR therefore
+  stays at this base change; unlike DyPE it never returns to the unscaled base.
+- ``tasr_static`` is that base change at every step, the frequencies TASR ends with (the code's
+  behaviour with ``scale_watershed = 0``); ``tasr`` adds the time switch.
+- Where the paper and the code disagree: the paper presents a frequency-aware scaled RoPE whose
+  base change is tied to a target dimension (the one whose wavelength equals the training
+  length) and a time-aware version that moves from PI towards it as sampling proceeds; the
+  released code has no target dimension and a single hard switch at ``scale_watershed``. We
+  follow the code.
+- The code uses one scale for both axes, ``sqrt(H W) / L`` (the geometric mean of the axis
+  scales for a square training grid); like every rule here, TASR takes the suite's per-axis
+  scales instead (``scaling="decoupled"``; ``coupled`` uses the larger on both axes). The two
+  agree on square grids. The code has no magnitude factor (tau = 1); Lumina-Next pairs TASR with
+  its proportional attention, available here as ``attention_scale="proportional"``.
 """
 
 from __future__ import annotations
@@ -27,7 +56,11 @@ FREQUENCY_METHODS = (
     "dype_pi",
     "dype_ntk",
     "dype_yarn",
+    "tasr",
+    "tasr_static",
 )
+# Methods whose frequencies change with the sampling time t (the sampler passes t to the model).
+TIME_DEPENDENT_METHODS = ("dype_pi", "dype_ntk", "dype_yarn", "tasr")
 # (lambda_s, lambda_t) of kappa(t) = lambda_s * t^lambda_t. dype_ntk follows the official DyPE code
 # (exponent 2 t^2); dype_pi and dype_yarn use lambda_s = 1 so that t = 1 is their static method.
 DYPE_DEFAULTS = {"dype_pi": (1.0, 2.0), "dype_ntk": (2.0, 2.0), "dype_yarn": (1.0, 2.0)}
@@ -36,6 +69,8 @@ DYPE_DEFAULTS = {"dype_pi": (1.0, 2.0), "dype_ntk": (2.0, 2.0), "dype_yarn": (1.
 YARN_BAND = (32.0, 1.0)  # fast pairs (>= 32 rotations) keep w, slow ones (<= 1) become w / s
 NTK_BY_PARTS_PI_BAND = (1.25, 0.75)  # PI below 0.75 rotations, NTK above 1.25
 NTK_BY_PARTS_BASE_BAND = (16.0, 2.0)  # unscaled above 16 rotations
+# Lumina-Next's default ``scale_watershed``, in Lumina's time (0 = noise): PI for the first 30 %.
+TASR_WATERSHED = 0.3
 
 
 def base_frequencies(dim: int, theta: float = 10000.0) -> torch.Tensor:
@@ -100,6 +135,15 @@ def _ntk_by_parts(
     return ramp * mixed + (1 - ramp) * base
 
 
+def tasr_interpolates(t: float, watershed: float = TASR_WATERSHED) -> bool:
+    """Whether TASR uses PI at time ``t`` (1 = noise): Lumina's time ``1 - t`` below ``watershed``.
+
+    ``watershed`` is in Lumina's convention (0 = noise, 1 = data), as its ``scale_watershed``:
+    PI for ``t > 1 - watershed``, the ``theta * s`` base from ``t = 1 - watershed`` down to 0.
+    """
+    return 1.0 - t < watershed
+
+
 def _check_dim(dim: int) -> None:
     if dim < 4 or dim % 2:
         raise ValueError(f"per-axis dim must be even and >= 4, got {dim}")
@@ -115,12 +159,15 @@ def scaled_axis_frequencies(
     t: float | None = None,
     lambda_s: float | None = None,
     lambda_t: float | None = None,
+    watershed: float | None = None,
 ) -> tuple[torch.Tensor, float]:
     """Frequencies of one axis at a given scale ``s`` (the general form of ``axis_frequencies``).
 
     ``scale`` is clamped below at 1 (every method is the identity when s <= 1). ``t`` in [0, 1]
-    (1 = noise) is required by the ``dype_*`` methods; ``lambda_s``/``lambda_t`` override their
-    ``kappa(t) = lambda_s * t^lambda_t`` defaults (``DYPE_DEFAULTS``).
+    (1 = noise) is required by the time-dependent methods (``TIME_DEPENDENT_METHODS``);
+    ``lambda_s``/``lambda_t`` override the ``dype_*`` methods' ``kappa(t) = lambda_s *
+    t^lambda_t`` defaults (``DYPE_DEFAULTS``); ``watershed`` (in [0, 1], Lumina's time) overrides
+    ``tasr``'s ``TASR_WATERSHED``.
     Returns ((dim // 2,) float64 frequencies, tau).
     """
     if method not in FREQUENCY_METHODS:
@@ -133,11 +180,15 @@ def scaled_axis_frequencies(
     if theta <= 1:
         raise ValueError(f"theta must be > 1, got {theta}")
     kappa = None
-    if method.startswith("dype_"):
+    if method in TIME_DEPENDENT_METHODS:
         if t is None:
             raise ValueError(f"{method} needs the sampling time t in [0, 1] (1 = noise), got None")
         if not 0.0 <= t <= 1.0:
             raise ValueError(f"{method} needs t in [0, 1] (1 = noise), got {t}")
+    watershed = TASR_WATERSHED if watershed is None else float(watershed)
+    if not 0.0 <= watershed <= 1.0:
+        raise ValueError(f"the TASR watershed is a time in [0, 1], got {watershed}")
+    if method.startswith("dype_"):
         default_s, default_t = DYPE_DEFAULTS[method]
         lam_s = default_s if lambda_s is None else lambda_s
         lam_t = default_t if lambda_t is None else lambda_t
@@ -159,6 +210,10 @@ def scaled_axis_frequencies(
         return base / s**kappa, 1.0
     if method == "dype_ntk":
         return base_frequencies(dim, max(theta, ntk_theta(dim, theta, s**kappa))), 1.0
+    if method == "tasr_static" or (method == "tasr" and not tasr_interpolates(t, watershed)):
+        return base_frequencies(dim, theta * s), 1.0  # Lumina's base change (not theta s^(d/(d-2)))
+    if method == "tasr":
+        return base / s, 1.0
     return _ntk_by_parts(dim, theta, train_len, s, kappa), yarn_tau(s)  # dype_yarn
 
 
@@ -174,7 +229,7 @@ def axis_frequencies(
     """Angular frequencies of one axis for ``test_len`` tokens on a model trained at ``train_len``.
 
     method: one of ``FREQUENCY_METHODS``; dim: the per-axis rotary dim (even, >= 4);
-    t: sampling time in [0, 1] (1 = noise), required by ``dype_*``.
+    t: sampling time in [0, 1] (1 = noise), required by ``TIME_DEPENDENT_METHODS``.
     Returns ``(freqs, tau)``: (dim // 2,) float64 frequencies and the factor that multiplies cos
     and sin (1.0 where the method has none). The scale is ``s = max(1, test_len / train_len)``.
     """

@@ -1,8 +1,19 @@
 """Inference rules: how positions and frequencies are chosen at a test grid (DESIGN.md 3c).
 
 A rule names a position layout and a frequency method, plus the add-ons (per-axis or coupled
-scale, attention scale, timestep shift). ``rule_frequencies`` and ``inference_positions`` are the
-pure functions a forward pass and a sampler call; they never touch module state.
+scale, per-axis or single tau, attention scale, timestep shift). ``rule_frequencies`` and
+``inference_positions`` are the pure functions a forward pass and a sampler call; they never
+touch module state.
+
+tau, the magnitude factor on cos and sin (YaRN-type methods, or the ``yarn`` attention add-on),
+is per axis by default, as the official DyPE code applies its mscale to each axis's cos and sin
+with that axis's own scale: the row half of every head gets ``tau(s_h)``, the column half
+``tau(s_w)``. ``tau_axes="max"`` is the coupled form, one tau (the larger) on both halves. With
+RoPE, q.k then gains ``tau_h^2`` on its row part and ``tau_w^2`` on its column part; the additive
+``sincos`` table cannot carry a factor into q.k per axis, so there the logits are multiplied by
+``tau_h * tau_w`` (``max^2`` when coupled): ``tau^2`` on square grids, as with one tau, and the
+geometric mean of the two RoPE factors otherwise (it differs from their mean by
+``(tau_h - tau_w)^2 / 2``).
 """
 
 from __future__ import annotations
@@ -14,8 +25,17 @@ from typing import Literal
 
 import torch
 
-from lit_rpe.posenc.addons import ATTENTION_SCALES, attention_logit_factor, default_shift_factor
-from lit_rpe.posenc.frequencies import base_frequencies, scaled_axis_frequencies
+from lit_rpe.posenc.addons import (
+    ATTENTION_SCALES,
+    addon_axis_taus,
+    attention_logit_factor,
+    default_shift_factor,
+)
+from lit_rpe.posenc.frequencies import (
+    TIME_DEPENDENT_METHODS,
+    base_frequencies,
+    scaled_axis_frequencies,
+)
 from lit_rpe.posenc.positions import grid_positions, rpe2d_even_positions, rpe2d_seeded_positions
 
 # rule name -> (position layout, frequency method)
@@ -30,8 +50,11 @@ INFERENCE_RULES: dict[str, tuple[str, str]] = {
     "dype_pi": ("grid", "dype_pi"),
     "dype_ntk": ("grid", "dype_ntk"),
     "dype_yarn": ("grid", "dype_yarn"),
+    "tasr": ("grid", "tasr"),  # Lumina-Next's time-aware scaled RoPE (frequencies.py)
+    "tasr_static": ("grid", "tasr_static"),  # TASR's final base change at every step
 }
 SCALINGS = ("decoupled", "coupled")
+TAU_AXES = ("per_axis", "max")
 _METHODS_WITH_TAU = ("yarn", "ntk_by_parts", "dype_yarn")
 
 
@@ -40,18 +63,23 @@ class InferenceRule:
     """An inference rule and its add-ons; hashable, so resolved encodings can be cached.
 
     name: one of ``INFERENCE_RULES``. scaling: ``decoupled`` (s per axis) or ``coupled`` (the
-    larger axis scale on both). attention_scale: ``none``, ``yarn`` (tau^2, for rules without a
-    tau of their own) or ``proportional``. timestep_shift: the factor a of
+    larger axis scale on both). attention_scale: ``none``, ``yarn`` (YaRN's tau on cos and sin,
+    for rules without a tau of their own) or ``proportional``. timestep_shift: the factor a of
     ``t' = a t / (1 + (a - 1) t)``, or ``"auto"`` for ``sqrt(N_test / N_train)``.
+    tau_axes: ``per_axis`` (each axis's tau on its half of a head, the default) or ``max`` (the
+    larger tau on both; see the module docstring).
     lambda_s, lambda_t: DyPE's ``kappa(t) = lambda_s t^lambda_t`` (None: the method's default).
+    watershed: TASR's switch time in Lumina's convention (0 = noise; None: ``TASR_WATERSHED``).
     """
 
     name: str = "extrapolate"
     scaling: Literal["decoupled", "coupled"] = "decoupled"
     attention_scale: Literal["none", "yarn", "proportional"] = "none"
     timestep_shift: float | Literal["auto"] = 1.0
+    tau_axes: Literal["per_axis", "max"] = "per_axis"
     lambda_s: float | None = None
     lambda_t: float | None = None
+    watershed: float | None = None
 
     def __post_init__(self) -> None:
         if self.name not in INFERENCE_RULES:
@@ -60,6 +88,8 @@ class InferenceRule:
             )
         if self.scaling not in SCALINGS:
             raise ValueError(f"unknown scaling {self.scaling!r}; valid: {', '.join(SCALINGS)}")
+        if self.tau_axes not in TAU_AXES:
+            raise ValueError(f"unknown tau_axes {self.tau_axes!r}; valid: {', '.join(TAU_AXES)}")
         if self.attention_scale not in ATTENTION_SCALES:
             raise ValueError(
                 f"unknown attention scale {self.attention_scale!r}; "
@@ -77,6 +107,11 @@ class InferenceRule:
         dype = self.frequency_method.startswith("dype_")
         if not dype and (self.lambda_s is not None or self.lambda_t is not None):
             raise ValueError(f"lambda_s/lambda_t apply to dype_* rules only, not {self.name!r}")
+        if self.watershed is not None:
+            if self.name != "tasr":
+                raise ValueError(f"watershed applies to the tasr rule only, not {self.name!r}")
+            if not 0.0 <= self.watershed <= 1.0:
+                raise ValueError(f"watershed is a time in [0, 1], got {self.watershed!r}")
 
     @property
     def positions(self) -> str:
@@ -88,8 +123,9 @@ class InferenceRule:
 
     @property
     def time_dependent(self) -> bool:
-        """True when the encoding changes with the sampling time (DyPE)."""
-        return self.frequency_method.startswith("dype_")
+        """True when the encoding changes with the sampling time (DyPE, TASR): the sampler must
+        pass the step's t."""
+        return self.frequency_method in TIME_DEPENDENT_METHODS
 
     def shift_factor(self, *, train_tokens: int, test_tokens: int) -> float:
         """The timestep-shift factor a for this rule at a test size (tokens per image)."""
@@ -104,7 +140,8 @@ class AxisFrequencies:
 
     h: torch.Tensor
     w: torch.Tensor
-    tau: float  # multiplies cos and sin (RoPE) of the frequency method
+    tau_h: float  # multiplies cos and sin of the row half of each head (RoPE)
+    tau_w: float  # ... of the column half
     logit_factor: float  # extra factor on attention logits from the attention-scale add-on
 
 
@@ -134,25 +171,30 @@ def rule_frequencies(
     """
     if rule is None:
         base = base_frequencies(dim, theta)
-        return AxisFrequencies(base, base, 1.0, 1.0)
+        return AxisFrequencies(base, base, 1.0, 1.0, 1.0)
     if min(test_grid) < 1:
         raise ValueError(f"test grid must have >= 1 token per axis, got {test_grid}")
     s_h, s_w = axis_scales(train_grid, test_grid, rule.scaling)
-    common = dict(theta=theta, t=t, lambda_s=rule.lambda_s, lambda_t=rule.lambda_t)
+    common = dict(
+        theta=theta, t=t, lambda_s=rule.lambda_s, lambda_t=rule.lambda_t, watershed=rule.watershed
+    )
     f_h, tau_h = scaled_axis_frequencies(
         rule.frequency_method, dim, train_len=train_grid[0], scale=s_h, **common
     )
     f_w, tau_w = scaled_axis_frequencies(
         rule.frequency_method, dim, train_len=train_grid[1], scale=s_w, **common
     )
+    # The add-on's tau is 1 for rules that have one of their own (__post_init__), and vice versa.
+    add_h, add_w = addon_axis_taus(rule.attention_scale, s_h, s_w)
+    tau_h, tau_w = tau_h * add_h, tau_w * add_w
+    if rule.tau_axes == "max":
+        tau_h = tau_w = max(tau_h, tau_w)
     logit = attention_logit_factor(
         rule.attention_scale,
         train_tokens=train_grid[0] * train_grid[1],
         test_tokens=test_grid[0] * test_grid[1],
-        scale=max(s_h, s_w),
     )
-    # One tau per image: the larger axis decides, as in FiT's and DyPE's single mscale.
-    return AxisFrequencies(f_h, f_w, max(tau_h, tau_w), logit)
+    return AxisFrequencies(f_h, f_w, tau_h, tau_w, logit)
 
 
 def inference_positions(

@@ -1,5 +1,7 @@
 """Streamed float64 feature statistics, their merge/all-reduce, .npz caching, FID and sFID."""
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -14,7 +16,9 @@ from lit_rpe.eval import (
     InceptionScoreAccumulator,
     all_gather_rows,
     fid_from_statistics,
+    fid_result_from_statistics,
     frechet_distance,
+    frechet_result,
     inception_score,
     save_statistics_npz,
 )
@@ -104,6 +108,69 @@ def test_nonfinite_root_retries_with_the_eps_offset(monkeypatch):
     np.testing.assert_allclose(calls[1], (s1 + 0.01 * np.eye(2)) @ (s2 + 0.01 * np.eye(2)))
     root_trace = np.sqrt(1.01 * 9.01) + np.sqrt(4.01 * 0.01)
     assert d == pytest.approx(14.0 - 2 * root_trace, rel=1e-9)
+
+
+def duplicated_features(seed: int, n: int = 2, distinct: int = 32, shift: float = 0.0):
+    """n samples of ``distinct`` features, each feature twice: a covariance of rank < n in
+    2 * distinct dimensions (fewer samples than dimensions, and collinear features)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, distinct, generator=g, dtype=torch.float64) + shift
+    return FeatureStatistics(2 * distinct).update(x.repeat_interleave(2, dim=1))
+
+
+def test_rank_deficient_covariance_root_is_retried_finite_and_reported():
+    # sqrtm's root of such a product often has a large imaginary diagonal (pytorch-fid and ADM
+    # raise there); the retry with the eps offset gives the exact (eigh) value to ~1e-6.
+    retried = 0
+    for seed in range(12):
+        x, y = duplicated_features(seed), duplicated_features(seed + 100, shift=0.1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scipy's "Matrix is singular" notice
+            raw = scipy.linalg.sqrtm(x.covariance().numpy() @ y.covariance().numpy())
+        broken = not np.isfinite(raw).all() or np.abs(np.diagonal(raw).imag).max() > 1e-3
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = fid_result_from_statistics(x, y)
+        exact = fid_from_statistics(x, y, method="eigh")
+        assert np.isfinite(result.value)
+        assert result.value == pytest.approx(exact, rel=1e-5)
+        assert result.retried == broken
+        messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+        assert any("retrying with 1e-06" in m for m in messages) == broken
+        if broken:
+            assert "imaginary part" in result.reason or "not finite" in result.reason
+            retried += 1
+    assert retried >= 1  # the premise: scipy does produce broken roots for such input
+
+
+def test_large_imaginary_root_retries_with_the_eps_offset(monkeypatch):
+    calls, real_sqrtm = [], scipy.linalg.sqrtm
+
+    def noisy_sqrtm(matrix):
+        calls.append(matrix)
+        root = real_sqrtm(matrix).astype(complex)
+        return root + 0.5j * np.eye(len(matrix)) if len(calls) == 1 else root
+
+    monkeypatch.setattr("lit_rpe.eval.statistics.scipy.linalg.sqrtm", noisy_sqrtm)
+    s1, s2 = np.diag([1.0, 4.0]), np.diag([9.0, 1.0])
+    with pytest.warns(UserWarning, match="imaginary part of 0.5"):
+        result = frechet_result(np.zeros(2), s1, np.zeros(2), s2, eps=1e-2)
+    assert result.retried and "imaginary part of 0.5" in result.reason
+    root_trace = np.sqrt(1.01 * 9.01) + np.sqrt(4.01 * 1.01)
+    assert float(result) == pytest.approx(15.0 - 2 * root_trace, rel=1e-9)
+    # the float API is unchanged, and a clean root is not retried
+    monkeypatch.setattr("lit_rpe.eval.statistics.scipy.linalg.sqrtm", real_sqrtm)
+    assert frechet_distance(np.zeros(2), s1, np.zeros(2), s2) == pytest.approx(15.0 - 2 * 5.0)
+    assert not frechet_result(np.zeros(2), s1, np.zeros(2), s2).retried
+
+
+def test_root_still_broken_after_the_retry_raises(monkeypatch):
+    monkeypatch.setattr(
+        "lit_rpe.eval.statistics.scipy.linalg.sqrtm", lambda m: np.full_like(m, np.inf)
+    )
+    with pytest.warns(UserWarning, match="not finite"):
+        with pytest.raises(ValueError, match="even with 1e-06 added.*method='eigh'"):
+            frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.eye(2))
 
 
 def test_npz_round_trip_and_merge_after_loading(tmp_path):

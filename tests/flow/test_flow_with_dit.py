@@ -55,3 +55,30 @@ def test_dype_rule_sees_every_step_time():
             x, torch.ones(1), torch.tensor([1]), rule=InferenceRule("dype_yarn"), rule_t=0.2
         )
     assert (out_1 - out_2).abs().max() > 1e-5
+
+
+def test_tasr_rule_follows_the_step_time_through_its_switch():
+    model = tiny_model()
+    seen = []
+    forward = model.forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["rule_t"])
+        return forward(*args, **kwargs)
+
+    model.forward = spy
+    v = guided_velocity(model, torch.tensor([1]), num_classes=4, rule=InferenceRule("tasr"))
+    sample_ode(v, seeded_noise([0], (3, 32, 32)), steps=4, method="euler")
+    assert seen == [1.0, 0.75, 0.5, 0.25]
+    x = seeded_noise([1], (3, 32, 32))
+
+    def out(t):
+        with torch.no_grad():
+            return forward(
+                x, torch.ones(1), torch.tensor([1]), rule=InferenceRule("tasr"), rule_t=t
+            )
+
+    # PI while 1 - t < 0.3, Lumina's base change after: one encoding per phase
+    torch.testing.assert_close(out(0.9), out(0.8), rtol=0, atol=0)
+    torch.testing.assert_close(out(0.5), out(0.1), rtol=0, atol=0)
+    assert (out(0.9) - out(0.5)).abs().max() > 1e-5

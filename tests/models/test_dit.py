@@ -215,3 +215,14 @@ def test_bad_input_messages():
     with pytest.raises(ValueError, match="not divisible by patch_size"):
         DiT.from_name("DiT-N/4", input_size=18)
     assert "DiT-XL/2" in model_names() and "DiT-S/8" in model_names()
+
+
+def test_per_axis_tau_changes_non_square_outputs_only():
+    model = tiny("rope").eval()
+    perturb_zero_init(model)
+    per_axis, coupled = InferenceRule("yarn"), InferenceRule("yarn", tau_axes="max")
+    for (h, w), same in (((32, 32), True), ((16, 32), False), ((32, 64), False)):
+        x, t, y = batch(h, w)
+        with torch.no_grad():
+            a, b = model(x, t, y, rule=per_axis), model(x, t, y, rule=coupled)
+        assert torch.equal(a, b) == same, (h, w)

@@ -290,7 +290,7 @@ def test_any_rule_any_resolution_and_a_seed_ignores_its_batch(ckpt, kind, method
     assert (extra - b).abs().max() > 1e-4  # the rule changes the result
     if method == "ddim":
         return
-    for rule in ("extrapolate", "interpolate", "ntk", "yarn", "ntk_by_parts", "dype_pi"):
+    for rule in ("extrapolate", "interpolate", "ntk", "yarn", "ntk_by_parts", "dype_pi", "tasr"):
         out = model.sample_latents([0], [0], resolution=32, steps=2, rule=InferenceRule(rule))
         assert out.shape == (1, CHANNELS, 4, 4) and torch.isfinite(out).all()
 

@@ -1,5 +1,7 @@
 """Encoders: the DiT sin-cos table and axial RoPE (DESIGN.md 3a)."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -99,9 +101,17 @@ def test_rope_tau_scales_norms():
     f = base_frequencies(8)
     pos_h, pos_w = grid_positions(2, 3), grid_positions(2, 4)
     plain = apply_rope(x, *rope_tables(pos_h, pos_w, f, f, dtype=torch.float64))
-    scaled = apply_rope(x, *rope_tables(pos_h, pos_w, f, f, tau=1.5, dtype=torch.float64))
+    scaled = apply_rope(
+        x, *rope_tables(pos_h, pos_w, f, f, tau_h=1.5, tau_w=1.5, dtype=torch.float64)
+    )
     torch.testing.assert_close(plain.norm(dim=-1), x.norm(dim=-1))  # a rotation
     torch.testing.assert_close(scaled, 1.5 * plain)
+    # per axis: the row half of each head by tau_h, the column half by tau_w
+    per_axis = apply_rope(
+        x, *rope_tables(pos_h, pos_w, f, f, tau_h=1.5, tau_w=2.0, dtype=torch.float64)
+    )
+    torch.testing.assert_close(per_axis[..., :8], 1.5 * plain[..., :8])
+    torch.testing.assert_close(per_axis[..., 8:], 2.0 * plain[..., 8:])
 
 
 def test_encode_positions_sincos_turns_tau_into_logit_factor():
@@ -111,7 +121,58 @@ def test_encode_positions_sincos_turns_tau_into_logit_factor():
     sincos = encode_positions("sincos", pos, pos, freqs)
     rope = encode_positions("rope", pos, pos, freqs)
     assert sincos.rope is None and sincos.additive.shape == (1, 64, 32)
-    assert sincos.logit_factor == pytest.approx(freqs.tau**2)
+    assert sincos.logit_factor == pytest.approx((0.1 * math.log(2) + 1) ** 2)
     assert rope.additive is None and rope.logit_factor == 1.0
     with pytest.raises(ValueError, match="valid: sincos, rope"):
         encode_positions("alibi", pos, pos, freqs)
+
+
+@pytest.mark.parametrize("test,scales", [((16, 32), (1.0, 2.0)), ((32, 64), (2.0, 4.0))])
+def test_per_axis_and_max_tau_tables_on_non_square_grids(test, scales):
+    """A 16x16 training grid at 16x32 and 32x64 with YaRN: closed-form table values."""
+    tau_h, tau_w = (1 + 0.1 * math.log(s) for s in scales)
+    pos_h, pos_w = grid_positions(1, test[0]), grid_positions(1, test[1])
+    for tau_axes, (row, col) in (("per_axis", (tau_h, tau_w)), ("max", (tau_w, tau_w))):
+        rule = InferenceRule("yarn", tau_axes=tau_axes)
+        freqs = rule_frequencies(rule, dim=16, theta=1e4, train_grid=(16, 16), test_grid=test)
+        cos, sin = encode_positions("rope", pos_h, pos_w, freqs, dtype=torch.float64).rope
+        # token (i, j) = (1, 3): row half holds tau_h cos(1 w_h), column half tau_w cos(3 w_w)
+        token = 1 * test[1] + 3
+        # (dim 16 per axis: 8 pairs, a 32-wide head; the signed sine is + on second members)
+        torch.testing.assert_close(cos[0, 0, token, :16], row * torch.cos(freqs.h).repeat(2))
+        torch.testing.assert_close(cos[0, 0, token, 16:], col * torch.cos(3 * freqs.w).repeat(2))
+        torch.testing.assert_close(sin[0, 0, token, 8:16], row * torch.sin(freqs.h))
+        torch.testing.assert_close(sin[0, 0, token, 24:], col * torch.sin(3 * freqs.w))
+        sincos = encode_positions("sincos", pos_h, pos_w, freqs)
+        assert sincos.logit_factor == pytest.approx(row * col)  # tau_h tau_w, or max^2
+
+
+def test_per_axis_tau_scales_each_axis_part_of_the_rope_scores():
+    q, k = random_qk(batch=1, heads=1, tokens=8, head_dim=16)
+    pos_h, pos_w = grid_positions(1, 2), grid_positions(1, 4)
+    f = base_frequencies(8)
+
+    def scores(tau_h, tau_w, half=slice(None)):
+        cos, sin = rope_tables(pos_h, pos_w, f, f, tau_h=tau_h, tau_w=tau_w, dtype=torch.float64)
+        rq, rk = apply_rope(q, cos, sin)[..., half], apply_rope(k, cos, sin)[..., half]
+        return rq @ rk.transpose(-1, -2)
+
+    rows, cols = scores(1.0, 1.0, slice(0, 8)), scores(1.0, 1.0, slice(8, 16))
+    torch.testing.assert_close(scores(1.2, 1.5), 1.2**2 * rows + 1.5**2 * cols)
+
+
+def test_tasr_sincos_table_is_pi_first_and_lumina_base_last():
+    rule, test = InferenceRule("tasr"), (16, 24)
+    pos_h, pos_w = grid_positions(1, test[0]), grid_positions(1, test[1])
+    f = base_frequencies(16)  # sincos: D/2 = 16 channels per axis
+
+    def table(t):
+        freqs = rule_frequencies(rule, dim=16, theta=1e4, train_grid=(8, 8), test_grid=test, t=t)
+        return encode_positions("sincos", pos_h, pos_w, freqs).additive
+
+    # first step (t = 1): DiT's table at the interpolated positions i * L / n
+    interpolated = sincos_embedding(pos_h * 8 / 16, pos_w * 8 / 24, f, f)
+    torch.testing.assert_close(table(1.0), interpolated)
+    # last steps: base 10000 * s per axis (s_h = 2, s_w = 3)
+    lumina = sincos_embedding(pos_h, pos_w, base_frequencies(16, 2e4), base_frequencies(16, 3e4))
+    torch.testing.assert_close(table(0.0), lumina)

@@ -7,11 +7,13 @@ import torch
 
 from lit_rpe.posenc import (
     FREQUENCY_METHODS,
+    TASR_WATERSHED,
     axis_frequencies,
     band_ramp,
     base_frequencies,
     rotation_pair_index,
     scaled_axis_frequencies,
+    tasr_interpolates,
 )
 
 THETA = 10000.0
@@ -154,6 +156,71 @@ def test_frequencies_positive_and_never_above_base(method):
     assert (f <= base_frequencies(64, THETA) * (1 + 1e-12)).all()
 
 
+def lumina_reference(dim, theta, scale, lumina_t, watershed):
+    """Lumina-Next's frequencies written from its definition: Lumina's time runs 0 = noise to
+    1 = data; before ``watershed`` positions are divided by the scale, after it the base is
+    multiplied by it; exponents 4j / head_dim = 2j / dim over one axis's dim = head_dim / 2."""
+    if lumina_t < watershed:
+        return [theta ** (-2 * j / dim) / scale for j in range(dim // 2)]
+    return [(theta * scale) ** (-2 * j / dim) for j in range(dim // 2)]
+
+
+def test_tasr_closed_form_at_first_and_last_step():
+    d, train_len, test_len = 32, 16, 48
+    s, base = 3.0, base_frequencies(32, THETA)
+    first, tau = freqs("tasr", d, train_len, test_len, t=1.0)  # noise: PI
+    torch.testing.assert_close(first, base / s)
+    assert tau == 1.0
+    last, tau = freqs("tasr", d, train_len, test_len, t=0.0)  # data: the base becomes theta * s
+    ratio = s ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)  # w_i' / w_i = s^(-2i/d)
+    torch.testing.assert_close(last, base * ratio)
+    assert last[0] == base[0]  # the fastest pair keeps its frequency
+    torch.testing.assert_close(last[-1], base[-1] * s ** (-(d - 2) / d))  # not quite PI
+    assert last[-1] > base[-1] / s
+    assert tau == 1.0
+    static, _ = freqs("tasr_static", d, train_len, test_len)  # needs no t
+    torch.testing.assert_close(static, last)
+
+
+def test_tasr_switches_at_the_watershed():
+    # Lumina's time 1 - t below the watershed interpolates; the boundary itself does not.
+    kw = dict(theta=THETA, train_len=16, scale=4.0)
+    pi, ntk = base_frequencies(32, THETA) / 4, base_frequencies(32, THETA * 4)
+    for watershed, before, at in ((0.25, 0.75 + 1e-12, 0.75), (0.5, 0.5 + 1e-12, 0.5)):
+        f, _ = scaled_axis_frequencies("tasr", 32, t=before, watershed=watershed, **kw)
+        torch.testing.assert_close(f, pi)
+        f, _ = scaled_axis_frequencies("tasr", 32, t=at, watershed=watershed, **kw)
+        torch.testing.assert_close(f, ntk)
+    assert TASR_WATERSHED == 0.3  # Lumina-Next's sample.py default
+    assert tasr_interpolates(0.71) and not tasr_interpolates(0.69)
+    # watershed 0: the time-aware rule is its static form at every step
+    for t in (1.0, 0.5, 0.0):
+        f, _ = scaled_axis_frequencies("tasr", 32, t=t, watershed=0.0, **kw)
+        torch.testing.assert_close(f, ntk)
+
+
+@pytest.mark.parametrize("dim,scale", [(32, 2.0), (64, 3.5)])
+def test_tasr_matches_lumina_next_along_its_sampling_schedule(dim, scale):
+    # Lumina's 30 Euler steps on its time 0 -> 1 with its time shift a = 4, mapped to ours.
+    a = 4.0
+    for k in range(30):
+        lumina_t = k / 30
+        lumina_t = lumina_t / (lumina_t + a - a * lumina_t)
+        ours, _ = scaled_axis_frequencies(
+            "tasr", dim, theta=THETA, train_len=16, scale=scale, t=1.0 - lumina_t
+        )
+        expected = lumina_reference(dim, THETA, scale, lumina_t, TASR_WATERSHED)
+        torch.testing.assert_close(ours, torch.tensor(expected, dtype=torch.float64))
+
+
+def test_tasr_limits_in_t():
+    near_noise, _ = freqs("tasr", t=1.0 - 1e-9)
+    near_data, _ = freqs("tasr", t=1e-9)
+    torch.testing.assert_close(near_noise, freqs("interpolate")[0])  # t -> 1: PI
+    torch.testing.assert_close(near_data, freqs("tasr_static")[0])  # t -> 0: theta * s, not base
+    assert (near_data < base_frequencies(32, THETA))[1:].all()
+
+
 def test_band_ramp_is_monotone_from_zero_to_one():
     r = band_ramp(32, 1, 128, THETA, 1024, high_max=127)
     assert r[0] == 0 and r[-1] == 1
@@ -167,6 +234,10 @@ def test_errors_name_valid_choices():
         freqs("dype_ntk", t=None)
     with pytest.raises(ValueError, match=r"t in \[0, 1\]"):
         freqs("dype_pi", t=1.5)
+    with pytest.raises(ValueError, match="tasr needs the sampling time t"):
+        freqs("tasr", t=None)
+    with pytest.raises(ValueError, match=r"watershed is a time in \[0, 1\]"):
+        scaled_axis_frequencies("tasr", 32, train_len=16, scale=2.0, t=0.5, watershed=1.5)
     with pytest.raises(ValueError, match="test_len must be >= 1"):
         freqs("ntk", test_len=0)
     with pytest.raises(ValueError, match="even and >= 4"):

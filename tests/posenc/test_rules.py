@@ -8,12 +8,14 @@ import torch
 from lit_rpe.posenc import (
     INFERENCE_RULES,
     InferenceRule,
+    addon_axis_taus,
     attention_logit_factor,
     axis_frequencies,
     base_frequencies,
     inference_positions,
     rule_frequencies,
     timestep_shift,
+    yarn_tau,
 )
 
 
@@ -28,6 +30,8 @@ def test_unknown_rule_lists_valid_names():
         InferenceRule("ntk", scaling="both")
     with pytest.raises(ValueError, match="valid: none, yarn, proportional"):
         InferenceRule("ntk", attention_scale="cosine")
+    with pytest.raises(ValueError, match="valid: per_axis, max"):
+        InferenceRule("yarn", tau_axes="mean")
 
 
 def test_invalid_combinations_raise():
@@ -35,8 +39,28 @@ def test_invalid_combinations_raise():
         InferenceRule("yarn", attention_scale="yarn")
     with pytest.raises(ValueError, match="dype_\\* rules only"):
         InferenceRule("ntk", lambda_s=2.0)
+    with pytest.raises(ValueError, match="dype_\\* rules only, not 'tasr'"):
+        InferenceRule("tasr", lambda_t=1.0)
+    with pytest.raises(ValueError, match="tasr rule only, not 'dype_ntk'"):
+        InferenceRule("dype_ntk", watershed=0.5)
+    with pytest.raises(ValueError, match="tasr rule only, not 'tasr_static'"):
+        InferenceRule("tasr_static", watershed=0.5)
+    with pytest.raises(ValueError, match=r"watershed is a time in \[0, 1\]"):
+        InferenceRule("tasr", watershed=-0.1)
     with pytest.raises(ValueError, match="timestep_shift"):
         InferenceRule("ntk", timestep_shift=0.0)
+    # TASR has no tau of its own: YaRN's attention scale is a valid add-on
+    assert InferenceRule("tasr", attention_scale="yarn").attention_scale == "yarn"
+    with pytest.raises(ValueError, match="needs the sampling time t"):
+        resolve(InferenceRule("tasr"), t=None)
+
+
+def test_time_dependent_rules_are_dype_and_tasr():
+    dependent = {name for name in INFERENCE_RULES if InferenceRule(name).time_dependent}
+    assert dependent == {"dype_pi", "dype_ntk", "dype_yarn", "tasr"}
+    r = resolve(InferenceRule("tasr_static"))  # no t needed
+    torch.testing.assert_close(r.h, base_frequencies(32, 1e4 * 2))  # s_h = 32 / 16
+    torch.testing.assert_close(r.w, base_frequencies(32))  # s_w = 1: identity
 
 
 def test_decoupled_scales_each_axis_coupled_uses_the_larger():
@@ -51,13 +75,13 @@ def test_decoupled_scales_each_axis_coupled_uses_the_larger():
 def test_every_rule_resolves_for_both_axes(name):
     r = resolve(InferenceRule(name), test=(48, 24), t=0.5)
     assert r.h.shape == r.w.shape == (16,)
-    assert r.tau >= 1.0 and r.logit_factor == 1.0
+    assert r.tau_h >= 1.0 and r.tau_w >= 1.0 and r.logit_factor == 1.0
 
 
 def test_rpe2d_rules_use_unscaled_frequencies():
     r = resolve(InferenceRule("rpe2d_even"), test=(64, 64))
     torch.testing.assert_close(r.h, base_frequencies(32))
-    assert r.tau == 1.0
+    assert r.tau_h == r.tau_w == 1.0
 
 
 def test_resolved_frequencies_are_cached_per_grid_rule_and_t():
@@ -100,9 +124,12 @@ def test_attention_logit_factors_closed_form():
     assert attention_logit_factor(
         "proportional", train_tokens=256, test_tokens=1024
     ) == pytest.approx(math.sqrt(10 / 8))
-    assert attention_logit_factor(
-        "yarn", train_tokens=256, test_tokens=1024, scale=2.0
-    ) == pytest.approx((0.1 * math.log(2) + 1) ** 2)
+    # yarn acts through cos and sin, per axis, not on the logits directly
+    assert attention_logit_factor("yarn", train_tokens=256, test_tokens=1024) == 1.0
+    assert addon_axis_taus("yarn", 2.0, 4.0) == pytest.approx(
+        (0.1 * math.log(2) + 1, 0.1 * math.log(4) + 1)
+    )
+    assert addon_axis_taus("proportional", 2.0, 4.0) == (1.0, 1.0)
     r = resolve(InferenceRule("ntk", attention_scale="proportional"), train=(16, 16), test=(32, 32))
     assert r.logit_factor == pytest.approx(math.sqrt(math.log(1024) / math.log(256)))
 
@@ -120,3 +147,41 @@ def test_timestep_shift_closed_form():
     )
     with pytest.raises(ValueError, match="> 0"):
         timestep_shift(0.5, 0.0)
+
+
+# Per-axis tau on non-square grids: a 16x16 training grid at 16x32 and 32x64 (and 32x32).
+NON_SQUARE = [((16, 32), (1.0, 2.0)), ((32, 64), (2.0, 4.0))]
+
+
+@pytest.mark.parametrize("test,scales", NON_SQUARE)
+@pytest.mark.parametrize(
+    "rule", [InferenceRule("yarn"), InferenceRule("ntk", attention_scale="yarn")]
+)
+def test_tau_is_per_axis_by_default_and_the_larger_when_max(rule, test, scales):
+    per_axis = resolve(rule, train=(16, 16), test=test)
+    assert (per_axis.tau_h, per_axis.tau_w) == pytest.approx(
+        (1 + 0.1 * math.log(scales[0]), 1 + 0.1 * math.log(scales[1]))
+    )
+    coupled = resolve(
+        InferenceRule(rule.name, attention_scale=rule.attention_scale, tau_axes="max"),
+        train=(16, 16),
+        test=test,
+    )
+    assert coupled.tau_h == coupled.tau_w == pytest.approx(1 + 0.1 * math.log(scales[1]))
+    # the frequencies do not depend on the tau mode
+    torch.testing.assert_close(coupled.h, per_axis.h)
+    torch.testing.assert_close(coupled.w, per_axis.w)
+    assert per_axis.logit_factor == coupled.logit_factor == 1.0
+
+
+@pytest.mark.parametrize("name", ["yarn", "ntk_by_parts", "dype_yarn"])
+def test_square_grids_give_one_tau_in_both_modes(name):
+    a = resolve(InferenceRule(name), train=(16, 16), test=(32, 32), t=0.5)
+    b = resolve(InferenceRule(name, tau_axes="max"), train=(16, 16), test=(32, 32), t=0.5)
+    assert a.tau_h == a.tau_w == b.tau_h == b.tau_w == pytest.approx(yarn_tau(2.0))
+    torch.testing.assert_close(a.h, b.h)
+
+
+def test_coupled_scaling_gives_one_tau_in_both_modes():
+    r = resolve(InferenceRule("yarn", scaling="coupled"), train=(16, 16), test=(16, 32))
+    assert r.tau_h == r.tau_w == pytest.approx(yarn_tau(2.0))
