@@ -82,11 +82,14 @@ study: $(STAMP) ## The CPU study: photo set, 6 strategies trained, eval grid, do
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
 
-# ---- data: the embedded photo set, shard conversion, precomputed latents, loader benchmark ----
-.PHONY: photos shards latents bench-loader
+# ---- data: the embedded photo and shapes sets, shard conversion, precomputed latents, loader benchmark ----
+.PHONY: photos shapes shards latents bench-loader
 
 photos: $(STAMP) ## Build the embedded photo set into data/photos (offline, idempotent)
 	$(PY) data/build_photos.py --out data/photos
+
+shapes: $(STAMP) ## Build the shapes data set into data/shapes (generated, offline, idempotent)
+	$(PY) data/build_shapes.py --out data/shapes
 
 shards: $(STAMP) ## Image tree -> shards: make shards SRC=<tree> OUT=<dir> [VAL_LABELS=<file>]
 	@test -n "$(SRC)" -a -n "$(OUT)" || { echo "usage: make shards SRC=<image tree> OUT=<shard folder> [VAL_LABELS=<label file>]"; exit 2; }
