@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 
 from lit_rpe.config import NetConfig, OptimConfig, SamplingConfig
-from lit_rpe.data.transforms import as_height_width
 from lit_rpe.flow import (
     FlowMatchingLoss,
     guided_velocity,
@@ -29,6 +28,7 @@ from lit_rpe.flow import (
 )
 from lit_rpe.models import DiT
 from lit_rpe.posenc import InferenceRule
+from lit_rpe.shapes import as_height_width
 
 LATENT_FACTOR, LATENT_CHANNELS = 8, 4  # SD-VAE
 # The EMA copy is in eval mode on purpose; Lightning would warn about it at every fit start.
@@ -169,7 +169,7 @@ class DiffusionModule(LightningModule):
 
     def _vae_model(self):
         if self._vae is None:
-            from lit_rpe.data.vae import SDVAE  # diffusers is imported only when a VAE is used
+            from lit_rpe.models.vae import SDVAE  # diffusers is imported only when a VAE is used
 
             self._vae = SDVAE(self.hparams.vae_path).to(self.device)
         return self._vae

@@ -25,7 +25,6 @@ from typing import Literal
 import torch
 from torch import nn
 
-from lit_rpe.data.transforms import as_height_width
 from lit_rpe.ddpm import (
     DIT_GUIDED_CHANNELS,
     TRAIN_STEPS,
@@ -39,6 +38,7 @@ from lit_rpe.flow import sample_ode, seeded_noise
 from lit_rpe.models.dit import DiT
 from lit_rpe.models.official import check_kind
 from lit_rpe.posenc import InferenceRule
+from lit_rpe.shapes import as_height_width
 
 LATENT_FACTOR = 8  # SD-VAE
 # rpe2d_random positions draw from seed + offset (as DiffusionModule), apart from the noise
@@ -175,7 +175,7 @@ class OfficialModel(nn.Module):
                     "the SD VAE the file was trained with (stabilityai/sd-vae-ft-ema or "
                     "sd-vae-ft-mse, downloaded by hand), e.g. pretrained/sd-vae-ft-ema"
                 )
-            from lit_rpe.data.vae import SDVAE  # diffusers only when images are made
+            from lit_rpe.models.vae import SDVAE  # diffusers only when images are made
 
             self._vae = SDVAE(self.vae_path).to(self.device)
         return self._vae

@@ -32,14 +32,7 @@ from lit_rpe.data.decode import (
     open_image,
     to_uint8_array,
 )
-
-
-def as_height_width(resolution: int | Sequence[int]) -> tuple[int, int]:
-    """``256 -> (256, 256)``; ``(192, 256) -> (192, 256)`` (height, width); checks positivity."""
-    hw = (int(resolution), int(resolution)) if isinstance(resolution, int) else tuple(resolution)
-    if len(hw) != 2 or min(hw) < 1:
-        raise ValueError(f"resolution must be a positive int or (height, width), got {resolution}")
-    return int(hw[0]), int(hw[1])
+from lit_rpe.shapes import as_height_width
 
 
 @dataclass(frozen=True)

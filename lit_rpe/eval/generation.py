@@ -16,15 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lit_rpe.distributed import rank_and_world
 from lit_rpe.image_io import to_uint8
 from lit_rpe.posenc import InferenceRule
-
-
-def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the world size (0, 1 without torch.distributed)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def chunks_of_rank(num_images: int, batch_size: int, rank: int, world_size: int) -> list[range]:

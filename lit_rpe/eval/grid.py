@@ -21,23 +21,23 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from lit_rpe.data.validation import validation_batches
+from lit_rpe.distributed import all_gather_rows, rank_and_world
 from lit_rpe.eval.generation import (
     chunks_of_rank,
     generate_to_folder,
-    rank_and_world,
     read_images,
 )
 from lit_rpe.eval.grid_spec import INCEPTION_METRICS, OFFLINE_METRICS, GridSpec, load_grid
 from lit_rpe.eval.references import (
     image_features,
     import_adm_reference,
-    reference_batches,
     reference_features,
     reference_images_uint8,
 )
 from lit_rpe.eval.report import write_report
 from lit_rpe.eval.scores import inception_score, kernel_inception_distance, precision_recall
-from lit_rpe.eval.statistics import FeatureStatistics, all_gather_rows, fid_from_statistics
+from lit_rpe.eval.statistics import FeatureStatistics, fid_from_statistics
 from lit_rpe.eval.swd import sliced_wasserstein_distance
 from lit_rpe.eval.validation_loss import flow_validation_loss
 from lit_rpe.image_io import save_image_grid
@@ -171,7 +171,7 @@ def evaluate_cell(spec, module, entry, rule_entry, resolution, inception, wanted
         dist.barrier()
     metrics: dict[str, float] = {}
     if "val_loss" in wanted and hasattr(module, "encode"):
-        batches = reference_batches(
+        batches = validation_batches(
             spec.val_shards, resolution, spec.val_loss_images, num_classes=spec.num_classes
         )
         loss = flow_validation_loss(

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torchmetrics.image.kid import poly_mmd
 
-from lit_rpe.eval.statistics import all_reduce_sum_
+from lit_rpe.distributed import all_reduce_sum_
 
 
 class MeanStd(NamedTuple):

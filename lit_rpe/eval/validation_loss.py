@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import torch
 
-from lit_rpe.eval.statistics import all_reduce_sum_
+from lit_rpe.distributed import all_reduce_sum_
 from lit_rpe.flow import seeded_noise
 from lit_rpe.posenc import InferenceRule
 

@@ -307,26 +307,11 @@ def test_dit_guidance_convention_is_an_option(ckpt):
     torch.testing.assert_close(none.sample_latents([1], [0], **kw), c)
 
 
-def tiny_vae_folder(folder: Path) -> Path:
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(0)
-    AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 16, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-    ).save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.parametrize("kind", OFFICIAL_KINDS)
-def test_lit_rpe_sample_official_writes_a_grid(tmp_path, ckpt, kind):
+def test_lit_rpe_sample_official_writes_a_grid(tmp_path, ckpt, kind, vae_folder):
     from lit_rpe.cli import main
 
-    vae = tiny_vae_folder(tmp_path / "vae")
+    vae = vae_folder
     main(
         [
             "sample",
