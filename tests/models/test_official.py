@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from lit_rpe.ddpm import DDPMSchedule
-from lit_rpe.models import OFFICIAL_KINDS, DiT, load_official
+from lit_rpe.models import OFFICIAL_KINDS, DiT
 from lit_rpe.models.official import official_config
+from lit_rpe.official import load_official
 from lit_rpe.posenc import InferenceRule
 
 HIDDEN, HEADS, DEPTH, PATCH, CHANNELS, CLASSES, GRID = 64, 2, 2, 2, 4, 10, 4  # 64 px files
