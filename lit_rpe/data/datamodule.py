@@ -42,10 +42,6 @@ from lit_rpe.shapes import LATENT_FACTOR, as_height_width
 
 log = logging.getLogger(__name__)
 
-# ShardStream plans every worker of every rank, so its length is exact; Lightning's generic
-# caution about IterableDataset lengths does not apply to it.
-warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
-
 _RESUME_KEYS = ("world_size", "num_workers", "batch_size", "seed", "samples_per_epoch")
 
 
@@ -200,10 +196,14 @@ class ImageShardDataModule(LightningDataModule):
         return rank_and_world()
 
     def _loader(self, stream: ShardStream, train: bool) -> StreamLoader:
+        # ShardStream plans every worker of every rank, so its length is exact; Lightning's
+        # generic caution about IterableDataset lengths does not apply to it.
+        warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
         return StreamLoader(
             stream,
             position=self._train_position if train else None,
             on_batch=self._count_batch if train else None,
+            state=self if train else None,
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
         )

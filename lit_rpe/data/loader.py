@@ -10,6 +10,12 @@ whose other threads are alive (the queue feeder threads of the previous iterator
 next iterator starts its workers; gloo's threads under DDP) can leave the child waiting forever on
 an interpreter lock a vanished thread held, and the rank then hangs at an epoch boundary. The fork
 server is single-threaded and has imported ``lit_rpe.data`` once, so starting a worker stays cheap.
+
+Resuming. The train loader has Lightning's stateful-loader interface (``state_dict`` /
+``load_state_dict``): Lightning saves its state in the checkpoint and, on a mid-epoch resume,
+restores it before iterating, so it knows the loader continues the interrupted epoch exactly.
+The state is the data module's (epoch and batches consumed); restoring it twice, from the data
+module's own entry of the checkpoint and from the loader's, is the same.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable, Iterator
 from multiprocessing.context import BaseContext
-from typing import Any
+from typing import Any, Protocol
 
 from torch.utils.data import DataLoader
 
@@ -34,18 +40,29 @@ def worker_context() -> BaseContext:
     return context
 
 
+class StreamState(Protocol):
+    """Where a train stream stands (the data module): saved and restored with a checkpoint."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
+
+
 class StreamLoader(DataLoader):
     """DataLoader of ready batches (``batch_size=None``) from a ``ShardStream``.
 
     ``position(num_batches)`` returns ``(epoch, skip_batches)`` and is called at every ``iter()``;
     ``on_batch()`` is called for every batch handed out (the data module counts consumed
-    batches with it when no trainer tracks them)."""
+    batches with it when no trainer tracks them). ``state``: the train stream's position, which
+    ``state_dict`` / ``load_state_dict`` read and restore (None: a stream that always starts
+    at its beginning, such as validation; its state is empty)."""
 
     def __init__(
         self,
         dataset: ShardStream,
         position: Callable[[int], tuple[int, int]] | None = None,
         on_batch: Callable[[], None] | None = None,
+        state: StreamState | None = None,
         **kwargs: Any,
     ):
         if kwargs.get("num_workers", 0) > 0:
@@ -53,6 +70,16 @@ class StreamLoader(DataLoader):
         super().__init__(dataset, batch_size=None, **kwargs)
         self.position = position
         self.on_batch = on_batch
+        self.state = state
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stream position (epoch, batches consumed and what the stream depends on)."""
+        return self.state.state_dict() if self.state is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue from a saved position at the next ``iter()``."""
+        if self.state is not None and state_dict:
+            self.state.load_state_dict(state_dict)
 
     def __iter__(self) -> Iterator[Any]:
         if self.position is not None:
