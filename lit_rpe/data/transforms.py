@@ -6,9 +6,10 @@ left*Wr : left*Wr + w*Wr]`` (``Hr, Wr``: resized height and width). When a crop 
 horizontally the box describes the flipped resized image (``left`` becomes ``1 - left - width``),
 so the identity above still holds for what the model sees.
 
-- ``RandomResizedCropWithBox``: RPE-2D's training augmentation (DESIGN.md 4). Scale the image so
-  both sides cover the target, times ``u ~ U[1, max_zoom]`` (for a square target of side R the
-  short side becomes ``R * u``), take a uniformly placed target-sized crop, flip with p = 1/2.
+- ``RandomResizedCropWithBox``: RPE-2D's training augmentation (docs/DESIGN.md 4). Scale the
+  image so both sides cover the target, times ``u ~ U[1, max_zoom]`` (for a square target of side
+  R the short side becomes ``R * u``), take a uniformly placed target-sized crop, flip with
+  p = 1/2.
 - ``adm_center_crop`` / ``CenterCropWithBox``: the ADM evaluation protocol (guided-diffusion's
   centre crop, also DiT's training crop): halve with a box filter while the image is at least
   twice the target, resize with bicubic so it covers the target, cut the centre.
