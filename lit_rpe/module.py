@@ -114,8 +114,9 @@ class DiffusionModule(LightningModule, Sampler):
     def setup(self, stage: str) -> None:
         # The EMA copy is in eval mode on purpose; Lightning would warn about it at fit start.
         warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-        allow_config_classes()  # Lightning reads a resumed run's checkpoint after setup
-        # Lightning restores a resumed run's own checkpoint after setup, so a resume wins.
+        # Lightning reads a resumed run's own checkpoint after setup (so a resume wins over
+        # init_from); its hyper-parameters hold the config classes.
+        allow_config_classes()
         if stage == "fit" and self.hparams.init_from:
             self.load_weights(self.hparams.init_from)
 

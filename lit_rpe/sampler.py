@@ -44,6 +44,7 @@ __all__ = [
     "RuleNotApplicable",
     "Sampler",
     "SamplerDefaults",
+    "SamplerOptions",
     "SamplingStart",
     "check_rule",
     "seeds_and_labels",

@@ -9,7 +9,8 @@ Workers start from a fork server rather than by forking the training process. Fo
 whose other threads are alive (the queue feeder threads of the previous iterator, exiting while the
 next iterator starts its workers; gloo's threads under DDP) can leave the child waiting forever on
 an interpreter lock a vanished thread held, and the rank then hangs at an epoch boundary. The fork
-server is single-threaded and has imported ``lit_rpe.data`` once, so starting a worker stays cheap.
+server is single-threaded and has imported what a worker runs (``WORKER_MODULES``: torch, the
+stream, the transforms) once, so starting a worker stays cheap.
 
 Resuming. The train loader has Lightning's stateful-loader interface (``state_dict`` /
 ``load_state_dict``): Lightning saves its state in the checkpoint and, on a mid-epoch resume,
@@ -29,14 +30,22 @@ from torch.utils.data import DataLoader
 
 from lit_rpe.data.stream import ShardStream
 
+# What a worker unpickles and runs: the stream (torch, numpy, the tar reader, the decoders) and
+# the crop transforms of its SampleDecoder. lit_rpe.data itself imports nothing (lazy exports).
+WORKER_MODULES = [
+    "lit_rpe.data.stream",
+    "lit_rpe.data.transforms",
+    "lit_rpe.data.latent_transforms",
+]
+
 
 def worker_context() -> BaseContext:
     """The multiprocessing context of the loader workers: a fork server that preloads
-    ``lit_rpe.data`` (spawn where the platform has no fork server)."""
+    ``WORKER_MODULES`` (spawn where the platform has no fork server)."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["lit_rpe.data"])  # no effect once the server runs
+    context.set_forkserver_preload(WORKER_MODULES)  # no effect once the server runs
     return context
 
 
