@@ -93,11 +93,11 @@ shapes: $(STAMP) ## Build the shapes data set into data/shapes (generated, offli
 
 shards: $(STAMP) ## Image tree -> shards: make shards SRC=<tree> OUT=<dir> [VAL_LABELS=<file>]
 	@test -n "$(SRC)" -a -n "$(OUT)" || { echo "usage: make shards SRC=<image tree> OUT=<shard folder> [VAL_LABELS=<label file>]"; exit 2; }
-	$(PY) -m lit_rpe.data.make_shards "$(SRC)" --out "$(OUT)" $(if $(VAL_LABELS),--val-labels "$(VAL_LABELS)")
+	$(PY) -m lit_rpe.datasets.make_shards "$(SRC)" --out "$(OUT)" $(if $(VAL_LABELS),--val-labels "$(VAL_LABELS)")
 
 latents: $(STAMP) ## Precompute VAE latents: make latents SHARDS=<in> OUT=<dir> VAE=<folder> [RES= ZOOM=]
 	@test -n "$(SHARDS)" -a -n "$(OUT)" -a -n "$(VAE)" || { echo "usage: make latents SHARDS=<image shards> OUT=<folder> VAE=<local AutoencoderKL folder> [RES=256] [ZOOM=1.0]"; exit 2; }
-	$(PY) -m lit_rpe.data.precompute_latents --shards "$(SHARDS)" --out "$(OUT)" --vae "$(VAE)" --resolution $(or $(RES),256) --zoom $(or $(ZOOM),1.0)
+	$(PY) -m lit_rpe.datasets.precompute_latents --shards "$(SHARDS)" --out "$(OUT)" --vae "$(VAE)" --resolution $(or $(RES),256) --zoom $(or $(ZOOM),1.0)
 
 bench-loader: $(STAMP) ## Loader throughput: streaming shards vs naive decode-then-resize
 	$(PY) bench/bench_loader.py

@@ -32,7 +32,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from lit_rpe.data import ImageShardDataModule
-from lit_rpe.data.photos import PHOTOS, load_photo
+from lit_rpe.datasets.photos import PHOTOS, load_photo
 from lit_rpe.data.tar_io import write_tar
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from lit_rpe.data.photos import PHOTOS, build_photo_set
+from lit_rpe.datasets.photos import PHOTOS, build_photo_set
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "photos"
 

@@ -30,6 +30,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lit_rpe.experiments import expand_config_args
 from lit_rpe.module import DiffusionModule
 from lit_rpe.posenc import INFERENCE_RULES
+from lit_rpe.sampler import seeds_and_labels
 
 
 def last_checkpoint(trainer: Trainer) -> Path | None:
@@ -82,7 +83,7 @@ class LitRPETrainer(Trainer):
         base = model.default_rule()
         inference_rule = dataclasses.replace(base, name=rule) if rule else base
         if official is not None:
-            from lit_rpe.models import load_official
+            from lit_rpe.official import load_official
 
             if not ckpt_path:
                 raise ValueError(f"--official {official} needs --ckpt_path: the official file")
@@ -104,8 +105,9 @@ class LitRPETrainer(Trainer):
             checkpoint = torch.load(path, map_location="cpu", weights_only=False)
             model.load_state_dict(checkpoint["state_dict"])
         model.to(self.strategy.root_device).eval()
-        labels = [i % model.net.num_classes for i in range(num_images)]
-        seeds = [seed + i for i in range(num_images)]
+        labels, seeds = seeds_and_labels(
+            range(num_images), seed=seed, num_classes=model.net.num_classes
+        )
         images = model.sample(
             labels,
             seeds,

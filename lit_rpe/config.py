@@ -9,6 +9,16 @@ import torch
 
 from lit_rpe.posenc import InferenceRule
 
+DIT_ARGUMENTS = (
+    "encoder",
+    "train_positions",
+    "max_len",
+    "micro_conditioning",
+    "qk_norm",
+    "theta",
+    "checkpointing",
+)
+
 
 @dataclass(frozen=True)
 class NetConfig:
@@ -29,6 +39,11 @@ class NetConfig:
     class_dropout_prob: float = 0.1
     checkpointing: bool = False
     compile: bool = False
+
+    def dit_options(self) -> dict:
+        """The fields passed to the ``DiT`` constructor unchanged (``name`` picks the size,
+        ``class_dropout_prob`` is applied by the module, ``compile`` after construction)."""
+        return {name: getattr(self, name) for name in DIT_ARGUMENTS}
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,14 @@ class SamplingConfig:
         )
 
 
-# Checkpoints store these in their hyper-parameters; let torch's safe (weights-only) loader
-# rebuild them instead of refusing the file.
-torch.serialization.add_safe_globals([NetConfig, OptimConfig, SamplingConfig])
+CONFIG_CLASSES = (NetConfig, OptimConfig, SamplingConfig)
+
+
+def allow_config_classes() -> None:
+    """Let torch's weights-only loader rebuild the config dataclasses that checkpoints store in
+    their hyper-parameters, instead of refusing the file. Called before a checkpoint is read
+    (``DiffusionModule.setup``, ``load_from_checkpoint``, ``load_weights``); idempotent."""
+    allowed = torch.serialization.get_safe_globals()
+    missing = [cls for cls in CONFIG_CLASSES if cls not in allowed]
+    if missing:
+        torch.serialization.add_safe_globals(missing)

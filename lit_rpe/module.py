@@ -3,38 +3,29 @@
 Every random draw of a training step (label dropout, positions, t, noise) comes from a generator
 seeded by (seed, rank, step), not from global state. A resumed run therefore replays exactly the
 draws of an uninterrupted one, on every rank, without carrying generator states in checkpoints.
+Validation draws nothing: its noise and times follow ``lit_rpe.flow.validation``.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 
-from lit_rpe.config import NetConfig, OptimConfig, SamplingConfig
-from lit_rpe.data.transforms import as_height_width
-from lit_rpe.flow import (
-    FlowMatchingLoss,
-    guided_velocity,
-    loss_per_t_bucket,
-    sample_ode,
-    seeded_noise,
-)
-from lit_rpe.models import DiT
+from lit_rpe.config import NetConfig, OptimConfig, SamplingConfig, allow_config_classes
+from lit_rpe.flow.guidance import guided_velocity
+from lit_rpe.flow.loss import FlowMatchingLoss, loss_per_t_bucket
+from lit_rpe.flow.samplers import sample_ode
+from lit_rpe.flow.validation import validation_losses
+from lit_rpe.models.dit import DiT
 from lit_rpe.posenc import InferenceRule
-
-LATENT_FACTOR, LATENT_CHANNELS = 8, 4  # SD-VAE
-# The EMA copy is in eval mode on purpose; Lightning would warn about it at every fit start.
-warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-# Positions of rpe2d_random draw from seed + offset: reusing the noise seed would correlate them.
-POSITION_SEED_OFFSET = 1 << 31
+from lit_rpe.sampler import LazyVAE, Sampler, SamplerOptions, SamplingStart
+from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR, PIXEL_CHANNELS, as_height_width
 
 
 def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
@@ -43,18 +34,24 @@ def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
     return min(decay, (1 + step) / (10 + step)) if warmup else decay
 
 
-class DiffusionModule(LightningModule):
+class DiffusionModule(LightningModule, Sampler):
     """Class-conditional DiT + flow matching.
 
     resolution: training resolution in pixels, int or (H, W). vae_path: local folder of an SD-VAE
     (``AutoencoderKL`` layout); None trains in pixel space. num_classes: from the data set.
     ema_decay / ema_warmup: EMA of the weights (see ``ema_decay_at``). t_sampling: ``uniform`` or
     ``logit_normal`` (logit_mean, logit_std). loss_buckets: number of t-buckets the loss is
-    logged in. nan_check_every_n_steps: check the loss for NaN/inf every n steps (0: never); each
+    logged in. val_loss_t: times per validation image (``lit_rpe.flow.validation``).
+    nan_check_every_n_steps: check the loss for NaN/inf every n steps (0: never); each
     check is one host sync on a GPU. init_from: a checkpoint whose weights and EMA start this run
     (multi-stage training, e.g. a 256 px model continued at 512 px) with a fresh optimizer;
     ignored when the run resumes from its own checkpoint.
+
+    Sampling (``sample``, ``sample_latents``, ``check_resolution``, ``decode``) is the
+    ``Sampler`` interface; this class supplies the flow-matching ``integrate``.
     """
+
+    supports_validation_loss = True
 
     def __init__(
         self,
@@ -71,6 +68,7 @@ class DiffusionModule(LightningModule):
         sampling: SamplingConfig = SamplingConfig(),
         seed: int = 0,
         loss_buckets: int = 10,
+        val_loss_t: int = 8,
         nan_check_every_n_steps: int = 1,
         init_from: str | None = None,
     ):
@@ -85,22 +83,18 @@ class DiffusionModule(LightningModule):
         net = self.net_config
         self.resolution = as_height_width(resolution)
         self.latent_factor = LATENT_FACTOR if vae_path else 1
-        self.channels = LATENT_CHANNELS if vae_path else 3
+        self.channels = LATENT_CHANNELS if vae_path else PIXEL_CHANNELS
         if self.resolution[0] % self.latent_factor or self.resolution[1] % self.latent_factor:
-            raise ValueError(f"resolution {self.resolution} is not a multiple of the VAE factor 8")
+            raise ValueError(
+                f"resolution {self.resolution} is not a multiple of the VAE factor {LATENT_FACTOR}"
+            )
         self.net = DiT.from_name(
             net.name,
             input_size=tuple(r // self.latent_factor for r in self.resolution),
             in_channels=self.channels,
             num_classes=num_classes,
             class_dropout_prob=0.0,  # label dropout happens here, from the step's generator
-            encoder=net.encoder,
-            theta=net.theta,
-            train_positions=net.train_positions,
-            max_len=net.max_len,
-            qk_norm=net.qk_norm,
-            micro_conditioning=net.micro_conditioning,
-            checkpointing=net.checkpointing,
+            **net.dit_options(),
         )
         self.ema = copy.deepcopy(self.net).requires_grad_(False).eval()
         if net.compile:
@@ -110,47 +104,35 @@ class DiffusionModule(LightningModule):
             t_sampling=t_sampling, logit_mean=logit_mean, logit_std=logit_std
         )
         self.check_resolution(self.resolution)
-        self._vae = None  # loaded on first use; a plain attribute, so never in checkpoints
+        self.vae = LazyVAE(vae_path)  # loaded on first use, never in checkpoints
         self.register_buffer("_bucket_sum", torch.zeros(loss_buckets), persistent=False)
         self.register_buffer("_bucket_count", torch.zeros(loss_buckets), persistent=False)
-
-    # ---------------------------------------------------------------------------------- checks
-
-    def check_resolution(self, resolution, rule: InferenceRule | None = None) -> tuple[int, int]:
-        """Validate a pixel resolution (and rule) for this model; returns its token grid."""
-        h, w = as_height_width(resolution)
-        step = self.latent_factor * self.net.patch_size
-        if h % step or w % step:
-            raise ValueError(
-                f"resolution {h}x{w} does not divide the patch grid: it must be a multiple of "
-                f"{step} (VAE factor {self.latent_factor} x patch {self.net.patch_size})"
-            )
-        grid = (h // step, w // step)
-        rule = rule or self.default_rule()
-        if rule.positions.startswith("rpe2d") and any(
-            n > m for n, m in zip(grid, self.net.max_len, strict=True)
-        ):
-            max_px = tuple(m * step for m in self.net.max_len)
-            raise ValueError(
-                f"{h}x{w} px needs a {grid[0]}x{grid[1]} token grid, beyond this model's rpe2d "
-                f"max_len {self.net.max_len} (at most {max_px[0]}x{max_px[1]} px with rule "
-                f"{rule.name!r}); train with a larger net.max_len or use another rule"
-            )
-        return grid
 
     def default_rule(self) -> InferenceRule:
         return self.sampling_config.inference_rule(self.net.default_rule.name)
 
     def setup(self, stage: str) -> None:
-        # Lightning restores a resumed run's own checkpoint after setup, so a resume wins.
+        # The EMA copy is in eval mode on purpose; Lightning would warn about it at fit start.
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+        # Lightning reads a resumed run's own checkpoint after setup (so a resume wins over
+        # init_from); its hyper-parameters hold the config classes.
+        allow_config_classes()
         if stage == "fit" and self.hparams.init_from:
             self.load_weights(self.hparams.init_from)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs) -> DiffusionModule:
+        """Lightning's ``load_from_checkpoint``, with the config classes of the hyper-parameters
+        allowed by the weights-only loader."""
+        allow_config_classes()
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def load_weights(self, path: str) -> None:
         """Copy the weights and EMA of a checkpoint into this model (any training resolution:
         the model has no resolution-sized parameters); the optimizer is not touched."""
         if not Path(path).is_file():
             raise FileNotFoundError(f"init_from checkpoint not found: {path}")
+        allow_config_classes()
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
         for prefix, target in (("net.", self.net), ("ema.", self.ema)):
             part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -167,32 +149,18 @@ class DiffusionModule(LightningModule):
 
     # ------------------------------------------------------------------------------ latents
 
-    def _vae_model(self):
-        if self._vae is None:
-            from lit_rpe.data.vae import SDVAE  # diffusers is imported only when a VAE is used
-
-            self._vae = SDVAE(self.hparams.vae_path).to(self.device)
-        return self._vae
-
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Pixels in [-1, 1] -> model inputs (latents with a VAE; precomputed latents pass)."""
         if self.latent_factor == 1 or images.shape[1] == LATENT_CHANNELS:
             return images
         with torch.no_grad():
-            return self._vae_model().encode(images)
-
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """Model outputs -> pixels in [-1, 1]."""
-        if self.latent_factor == 1:
-            return x
-        with torch.no_grad():
-            return self._vae_model().decode(x)
+            return self.vae.get(self.device).encode(images)
 
     # ----------------------------------------------------------------------------- training
 
-    def _step_generator(self, stream: int, index: int) -> torch.Generator:
-        """A CPU generator for one (stream, rank, step/batch): stateless, so resume is exact."""
-        key = [self.hparams.seed, stream, self.global_rank, index]
+    def _step_generator(self, index: int) -> torch.Generator:
+        """A CPU generator for one (rank, micro-batch): stateless, so resume is exact."""
+        key = [self.hparams.seed, 0, self.global_rank, index]  # 0: the training stream
         seed = np.random.SeedSequence(key).generate_state(1, dtype=np.uint64)[0]
         return torch.Generator().manual_seed(int(seed))
 
@@ -200,7 +168,7 @@ class DiffusionModule(LightningModule):
         x0 = self.encode(batch["image"])
         batch_size = x0.shape[0]
         accumulate = self.trainer.accumulate_grad_batches if self._trainer else 1
-        gen = self._step_generator(0, self.global_step * accumulate + batch_idx % accumulate)
+        gen = self._step_generator(self.global_step * accumulate + batch_idx % accumulate)
         drop = torch.rand(batch_size, generator=gen) < self.net_config.class_dropout_prob
         y = torch.where(
             drop.to(self.device, non_blocking=True), self.net.num_classes, batch["label"]
@@ -265,64 +233,40 @@ class DiffusionModule(LightningModule):
     # --------------------------------------------------------------------------- validation
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        """Flow-matching loss on fixed noise and a fixed t grid, for the weights and the EMA."""
+        """The flow-matching loss of the validation protocol (``lit_rpe.flow.validation``: noise
+        from each image's key, ``val_loss_t`` fixed times) with the default rule, for the
+        weights (``val/loss``) and the EMA (``val/loss_ema``)."""
+        if "key" not in batch:
+            raise ValueError("validation batches need 'key' (the sample keys seed the noise)")
         x0 = self.encode(batch["image"])
-        gen = self._step_generator(1, batch_idx)
-        n = x0.shape[0]
-        t = ((torch.arange(n, dtype=torch.float32) + 0.5) / n).to(self.device)
-        eps = torch.randn(x0.shape, generator=gen).to(self.device, x0.dtype)
-        x_t = (1 - t.view(-1, 1, 1, 1)) * x0 + t.view(-1, 1, 1, 1) * eps
+        grid = self.net.token_grid(*x0.shape[-2:])
         for name, net in (("val/loss", self.net), ("val/loss_ema", self.ema)):
-            v = net(x_t, t, batch["label"])  # eval mode: the model's default-rule positions
-            self.log(name, F.mse_loss(v.float(), (eps - x0).float()), sync_dist=True, batch_size=n)
+            losses = validation_losses(
+                net,
+                x0,
+                batch["label"],
+                batch["key"],
+                rule=self.default_rule(),
+                grid=grid,
+                seed=self.hparams.seed,
+                num_t=self.hparams.val_loss_t,
+            )
+            self.log(name, losses.mean(), sync_dist=True, batch_size=x0.shape[0])
 
     # ----------------------------------------------------------------------------- sampling
 
-    @torch.no_grad()
-    def sample(
-        self,
-        labels: torch.Tensor | list[int],
-        seeds: list[int],
-        *,
-        resolution: int | tuple[int, int] | None = None,
-        rule: InferenceRule | None = None,
-        steps: int | None = None,
-        method: str | None = None,
-        cfg_scale: float | None = None,
-        guidance_interval: tuple[float, float] | None = None,
-        use_ema: bool = True,
-    ) -> torch.Tensor:
-        """Generate images at any resolution with any inference rule: (B, 3, H, W) in [-1, 1].
-
-        Image i starts from noise seeded by ``seeds[i]`` (and, for ``rpe2d_random``, positions
-        from ``seeds[i] + POSITION_SEED_OFFSET``), so it does not depend on the batch it is in.
-        Unset options come from the sampling config.
-        """
-        cfg = self.sampling_config
-        rule = rule or self.default_rule()
-        resolution = as_height_width(resolution or self.resolution)
-        grid = self.check_resolution(resolution, rule)
-        net = self.ema if use_ema else self.net
-        labels = torch.as_tensor(labels, dtype=torch.long, device=self.device)
-        latent = tuple(r // self.latent_factor for r in resolution)
-        pos_seeds = [s + POSITION_SEED_OFFSET for s in seeds]
-        pos_h, pos_w = net.rule_positions(
-            rule, len(seeds), grid, seeds=pos_seeds, device=self.device
-        )
-        noise = seeded_noise(seeds, (self.channels, *latent), device=self.device)
-        train_tokens = math.prod(net.train_grid)
-        shift = rule.shift_factor(train_tokens=train_tokens, test_tokens=math.prod(grid))
+    def integrate(self, start: SamplingStart, options: SamplerOptions) -> torch.Tensor:
+        """Flow matching: the guided velocity integrated from t = 1 to 0 (``sample_ode``)."""
         velocity = guided_velocity(
-            net,
-            labels,
-            num_classes=net.num_classes,
-            cfg_scale=cfg.cfg_scale if cfg_scale is None else cfg_scale,
-            interval=guidance_interval or cfg.guidance_interval,
-            rule=rule,
-            pos_h=pos_h,
-            pos_w=pos_w,
+            start.net,
+            start.labels,
+            num_classes=start.net.num_classes,
+            cfg_scale=options.cfg_scale,
+            interval=options.guidance_interval,
+            rule=start.rule,
+            pos_h=start.pos_h,
+            pos_w=start.pos_w,
         )
-        x = sample_ode(
-            velocity, noise, steps=steps or cfg.steps, method=method or cfg.method, shift=shift
+        return sample_ode(
+            velocity, start.noise, steps=options.steps, method=options.method, shift=start.shift
         )
-        return self.decode(x).clamp(-1, 1)

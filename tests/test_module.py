@@ -1,5 +1,6 @@
 """The LightningModule: exact resume, EMA, NaN stop, sampling at any resolution (issue 5)."""
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
 from lit_rpe.config import NetConfig, OptimConfig, SamplingConfig
+from lit_rpe.eval.validation_loss import flow_validation_loss
 from lit_rpe.module import DiffusionModule, ema_decay_at
 from lit_rpe.posenc import InferenceRule
 
@@ -35,6 +37,7 @@ class TensorImages(Dataset):
             "label": self.labels[i],
             "box": box,
             "corrupt": torch.tensor(0),
+            "key": f"img{i:04d}",
         }
 
 
@@ -153,6 +156,28 @@ def test_resolution_errors_are_clear():
         DiffusionModule(net=NetConfig(name="DiT-N/2"), resolution=20, vae_path="nowhere")
 
 
+def test_validation_step_and_the_grid_validation_loss_share_one_protocol(tmp_path):
+    """At the training resolution with the default rule, the logged ``val/loss_ema`` is the eval
+    grid's validation loss of the same images: same noise per key, same t grid."""
+    module = make_module(val_loss_t=3).eval()
+    data = TensorData(n=12, batch_size=5)
+    trainer = Trainer(
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    (logged,) = trainer.validate(module, data.val_dataloader(), verbose=False)
+    grid = flow_validation_loss(
+        module, data.val_dataloader(), rule=module.default_rule(), num_t=3, seed=0
+    )
+    assert logged["val/loss_ema"] == pytest.approx(grid["val_loss"], rel=1e-5)
+    raw = flow_validation_loss(module, data.val_dataloader(), num_t=3, use_ema=False)
+    assert logged["val/loss"] == pytest.approx(raw["val_loss"], rel=1e-5)
+
+
 def test_loss_is_logged_per_t_bucket(tmp_path):
     module = make_module(loss_buckets=4)
     trainer = make_trainer(tmp_path, 8)
@@ -253,9 +278,13 @@ def test_exact_resume_mid_epoch_through_the_streaming_data_module(tmp_path):
     ckpt = ModelCheckpoint(dirpath=tmp_path / "b", save_last=True, every_n_train_steps=n)
     make_trainer(tmp_path / "b", n, callbacks=[ckpt]).fit(make_module(num_classes=11), data())
     resumed = make_module(num_classes=11)
-    make_trainer(tmp_path / "b", 2 * n).fit(
-        resumed, data(), ckpt_path=str(tmp_path / "b" / "last.ckpt")
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_trainer(tmp_path / "b", 2 * n).fit(
+            resumed, data(), ckpt_path=str(tmp_path / "b" / "last.ckpt")
+        )
+    # the loader is stateful: no false "dataloader is not resumable" alarm
+    assert not [w for w in caught if "not resumable" in str(w.message)]
     for (name, a), (_, b) in zip(
         straight.state_dict().items(), resumed.state_dict().items(), strict=True
     ):

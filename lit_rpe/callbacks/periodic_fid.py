@@ -9,6 +9,7 @@ from lit_rpe.eval.generation import chunks_of_rank
 from lit_rpe.eval.inception_weights import weights_tag
 from lit_rpe.eval.statistics import FeatureStatistics, fid_from_statistics
 from lit_rpe.image_io import quantize_uint8
+from lit_rpe.sampler import seeds_and_labels
 
 
 class PeriodicFIDCallback(Callback):
@@ -84,8 +85,8 @@ class PeriodicFIDCallback(Callback):
         world, rank = trainer.world_size, trainer.global_rank
         classes = pl_module.net.num_classes
         for chunk in chunks_of_rank(self.num_images, self.batch_size, rank, world):
-            labels = [i % classes for i in chunk]
-            images = pl_module.sample(labels, [self.seed + i for i in chunk])
+            labels, seeds = seeds_and_labels(chunk, seed=self.seed, num_classes=classes)
+            images = pl_module.sample(labels, seeds)
             stats.update(inception(quantize_uint8(images))["pool"])
         stats.all_reduce_()
         ref = reference_features(

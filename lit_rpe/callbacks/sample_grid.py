@@ -7,6 +7,8 @@ from pathlib import Path
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
+from lit_rpe.sampler import seeds_and_labels
+
 
 class SampleGridCallback(Callback):
     """Every ``every_n_steps`` optimizer steps (0: only at the end of fit), sample ``num_images``
@@ -60,8 +62,9 @@ class SampleGridCallback(Callback):
         from lit_rpe.image_io import save_image_grid
 
         out_dir = Path(trainer.default_root_dir) / "samples"
-        seeds = [self.seed + i for i in range(self.num_images)]
-        labels = [i % pl_module.net.num_classes for i in range(self.num_images)]
+        labels, seeds = seeds_and_labels(
+            range(self.num_images), seed=self.seed, num_classes=pl_module.net.num_classes
+        )
         for h, w in self.resolutions(pl_module):
             images = pl_module.sample(labels, seeds, resolution=(h, w))
             path = save_image_grid(images, out_dir / f"step{trainer.global_step:07d}_{h}x{w}.png")

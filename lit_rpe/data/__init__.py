@@ -1,42 +1,41 @@
-"""Data: WebDataset shard streaming, crops with their boxes, shard writers, the photo set, VAE.
+"""The training data loader: WebDataset shards streamed as crops with their boxes.
 
-The VAE wrapper lives in ``lit_rpe.data.vae`` (imported on demand: it pulls in diffusers).
+- ``datamodule``: ``ImageShardDataModule``, train/val loaders, epochs, exact mid-epoch resume.
+- ``stream``, ``stream_plan``: ``ShardStream`` (the batches of one rank) and how ranks x workers
+  split the shards; ``loader``: ``StreamLoader``, the DataLoader that learns its epoch when
+  iterated and carries the resume state.
+- ``validation``: ``validation_batches``, centre-cropped validation images for evaluation.
+- ``shard_list``, ``tar_io``: shard patterns, counts, ``classes.json``; reading and writing tars.
+- ``decode``, ``transforms``, ``latent_transforms``: image decoding, crops with their boxes;
+  ``samples``: raw sample -> decoded crop -> batch dict.
+
+The offline builders (shard writer, photo set, latents) are in ``lit_rpe.datasets``.
+Names are imported on first use.
 """
 
-from lit_rpe.data.datamodule import ImageShardDataModule
-from lit_rpe.data.decode import CorruptSample
-from lit_rpe.data.latent_transforms import LatentCropWithBox
-from lit_rpe.data.loader import StreamLoader
-from lit_rpe.data.samples import SampleDecoder, collate
-from lit_rpe.data.shard_list import expand_shards, load_classes, shard_sample_counts
-from lit_rpe.data.stream import ShardStream
-from lit_rpe.data.tar_io import RawSample, ShardReadError, iter_tar_samples, write_tar
-from lit_rpe.data.transforms import (
-    CenterCropWithBox,
-    CropPlan,
-    RandomResizedCropWithBox,
-    adm_center_crop,
-    as_height_width,
-)
+from lit_rpe._lazy import lazy_exports
 
-__all__ = [
-    "CenterCropWithBox",
-    "CorruptSample",
-    "CropPlan",
-    "ImageShardDataModule",
-    "LatentCropWithBox",
-    "RandomResizedCropWithBox",
-    "RawSample",
-    "SampleDecoder",
-    "ShardReadError",
-    "ShardStream",
-    "StreamLoader",
-    "adm_center_crop",
-    "as_height_width",
-    "collate",
-    "expand_shards",
-    "iter_tar_samples",
-    "load_classes",
-    "shard_sample_counts",
-    "write_tar",
-]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "CenterCropWithBox": "transforms",
+        "CorruptSample": "decode",
+        "CropPlan": "transforms",
+        "ImageShardDataModule": "datamodule",
+        "LatentCropWithBox": "latent_transforms",
+        "RandomResizedCropWithBox": "transforms",
+        "RawSample": "tar_io",
+        "SampleDecoder": "samples",
+        "ShardReadError": "tar_io",
+        "ShardStream": "stream",
+        "StreamLoader": "loader",
+        "adm_center_crop": "transforms",
+        "collate": "samples",
+        "expand_shards": "shard_list",
+        "iter_tar_samples": "tar_io",
+        "load_classes": "shard_list",
+        "shard_sample_counts": "shard_list",
+        "validation_batches": "validation",
+        "write_tar": "tar_io",
+    },
+)

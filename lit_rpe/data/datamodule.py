@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.distributed as dist
 from lightning.pytorch import LightningDataModule
 
 from lit_rpe.data.latent_transforms import LatentCropWithBox
@@ -30,20 +29,18 @@ from lit_rpe.data.loader import StreamLoader
 from lit_rpe.data.samples import CropTransform, SampleDecoder
 from lit_rpe.data.shard_list import (
     expand_shards,
-    find_classes_file,
-    load_classes,
+    read_classes,
     read_manifest,
     shard_sample_counts,
 )
 from lit_rpe.data.stream import ShardStream
 from lit_rpe.data.stream_plan import rank_batch_sizes
-from lit_rpe.data.transforms import CenterCropWithBox, RandomResizedCropWithBox, as_height_width
+from lit_rpe.data.transforms import CenterCropWithBox, RandomResizedCropWithBox
+from lit_rpe.data.validation import validation_stream
+from lit_rpe.distributed import rank_and_world
+from lit_rpe.resolution import LATENT_FACTOR, as_height_width
 
 log = logging.getLogger(__name__)
-
-# ShardStream plans every worker of every rank, so its length is exact; Lightning's generic
-# caution about IterableDataset lengths does not apply to it.
-warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
 
 _RESUME_KEYS = ("world_size", "num_workers", "batch_size", "seed", "samples_per_epoch")
 
@@ -131,11 +128,10 @@ class ImageShardDataModule(LightningDataModule):
 
     # ----------------------------------------------------------------- metadata
     @property
-    def classes(self) -> dict[str, int] | None:
-        """Class name -> index from ``classes.json``, or ``None`` where there is no such file."""
+    def classes(self) -> dict[str, int]:
+        """Class name -> index from ``classes.json``; ``FileNotFoundError`` without one."""
         if self._classes is None:
-            path = self.classes_file or find_classes_file(self._paths("train"))
-            self._classes = load_classes(path) if path is not None else None
+            self._classes = read_classes(self._paths("train"), self.classes_file)
         return self._classes
 
     @property
@@ -143,12 +139,6 @@ class ImageShardDataModule(LightningDataModule):
         """Number of classes: the ``num_classes`` argument, else the size of ``classes.json``."""
         if self._num_classes is not None:
             return self._num_classes
-        if self.classes is None:
-            first = self._paths("train")[0]
-            raise FileNotFoundError(
-                f"no classes.json beside {first} or in its parent folder; pass num_classes= "
-                "or classes_file= (make_shards and build_photos.py write it)"
-            )
         return len(self.classes)
 
     def _paths(self, split: str) -> list[str]:
@@ -173,7 +163,7 @@ class ImageShardDataModule(LightningDataModule):
             manifest = read_manifest(Path(self._paths("train")[0]).parent) or {}
             stored = manifest.get("latent", {}).get("downsample")
             if self.latent_downsample is None:
-                self.latent_downsample = int(stored or 8)
+                self.latent_downsample = int(stored or LATENT_FACTOR)
             elif stored is not None and stored != self.latent_downsample:
                 raise ValueError(
                     f"latent_downsample={self.latent_downsample} but the shards "
@@ -203,15 +193,17 @@ class ImageShardDataModule(LightningDataModule):
     def _rank_world(self) -> tuple[int, int]:
         if self.trainer is not None:
             return self.trainer.global_rank, self.trainer.world_size
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-        return 0, 1
+        return rank_and_world()
 
     def _loader(self, stream: ShardStream, train: bool) -> StreamLoader:
+        # ShardStream plans every worker of every rank, so its length is exact; Lightning's
+        # generic caution about IterableDataset lengths does not apply to it.
+        warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
         return StreamLoader(
             stream,
             position=self._train_position if train else None,
             on_batch=self._count_batch if train else None,
+            state=self if train else None,
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
         )
@@ -253,23 +245,17 @@ class ImageShardDataModule(LightningDataModule):
             self.setup("validate")
         shards, counts = self._paths("val"), self._counts("val")
         rank, world = self._rank_world()
-        wanted = min(self.val_samples or sum(counts), sum(counts))
-        per_rank = wanted // world
-        if per_rank == 0:
-            raise ValueError(f"{wanted} validation samples cannot be split over {world} ranks")
-        sizes = rank_batch_sizes(per_rank, self.val_batch_size, drop_last=False)
         decoder = SampleDecoder(self._transform(train=False), self.num_classes, self.yields_latents)
-        stream = ShardStream(
+        stream = validation_stream(
             shards,
             counts,
             decoder,
-            sizes,
-            span=per_rank * world,
+            num_samples=min(self.val_samples or sum(counts), sum(counts)),
+            batch_size=self.val_batch_size,
             rank=rank,
             world_size=world,
             num_workers=self.num_workers,
             seed=self.seed,
-            shuffle=False,
         )
         return self._loader(stream, train=False)
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from lit_rpe.data.decode import CorruptSample
-from lit_rpe.data.transforms import CropPlan, as_height_width, center_offsets
+from lit_rpe.data.transforms import CropPlan, center_offsets
+from lit_rpe.resolution import as_height_width
 
 LATENT_FIELD = "latent.npy"
 FLIPPED_LATENT_FIELD = "latent_flip.npy"

@@ -9,7 +9,14 @@ Workers start from a fork server rather than by forking the training process. Fo
 whose other threads are alive (the queue feeder threads of the previous iterator, exiting while the
 next iterator starts its workers; gloo's threads under DDP) can leave the child waiting forever on
 an interpreter lock a vanished thread held, and the rank then hangs at an epoch boundary. The fork
-server is single-threaded and has imported ``lit_rpe.data`` once, so starting a worker stays cheap.
+server is single-threaded and has imported what a worker runs (``WORKER_MODULES``: torch, the
+stream, the transforms) once, so starting a worker stays cheap.
+
+Resuming. The train loader has Lightning's stateful-loader interface (``state_dict`` /
+``load_state_dict``): Lightning saves its state in the checkpoint and, on a mid-epoch resume,
+restores it before iterating, so it knows the loader continues the interrupted epoch exactly.
+The state is the data module's (epoch and batches consumed); restoring it twice, from the data
+module's own entry of the checkpoint and from the loader's, is the same.
 """
 
 from __future__ import annotations
@@ -17,21 +24,37 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable, Iterator
 from multiprocessing.context import BaseContext
-from typing import Any
+from typing import Any, Protocol
 
 from torch.utils.data import DataLoader
 
 from lit_rpe.data.stream import ShardStream
 
+# What a worker unpickles and runs: the stream (torch, numpy, the tar reader, the decoders) and
+# the crop transforms of its SampleDecoder. lit_rpe.data itself imports nothing (lazy exports).
+WORKER_MODULES = [
+    "lit_rpe.data.stream",
+    "lit_rpe.data.transforms",
+    "lit_rpe.data.latent_transforms",
+]
+
 
 def worker_context() -> BaseContext:
     """The multiprocessing context of the loader workers: a fork server that preloads
-    ``lit_rpe.data`` (spawn where the platform has no fork server)."""
+    ``WORKER_MODULES`` (spawn where the platform has no fork server)."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["lit_rpe.data"])  # no effect once the server runs
+    context.set_forkserver_preload(WORKER_MODULES)  # no effect once the server runs
     return context
+
+
+class StreamState(Protocol):
+    """Where a train stream stands (the data module): saved and restored with a checkpoint."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
 
 
 class StreamLoader(DataLoader):
@@ -39,13 +62,16 @@ class StreamLoader(DataLoader):
 
     ``position(num_batches)`` returns ``(epoch, skip_batches)`` and is called at every ``iter()``;
     ``on_batch()`` is called for every batch handed out (the data module counts consumed
-    batches with it when no trainer tracks them)."""
+    batches with it when no trainer tracks them). ``state``: the train stream's position, which
+    ``state_dict`` / ``load_state_dict`` read and restore (None: a stream that always starts
+    at its beginning, such as validation; its state is empty)."""
 
     def __init__(
         self,
         dataset: ShardStream,
         position: Callable[[int], tuple[int, int]] | None = None,
         on_batch: Callable[[], None] | None = None,
+        state: StreamState | None = None,
         **kwargs: Any,
     ):
         if kwargs.get("num_workers", 0) > 0:
@@ -53,6 +79,16 @@ class StreamLoader(DataLoader):
         super().__init__(dataset, batch_size=None, **kwargs)
         self.position = position
         self.on_batch = on_batch
+        self.state = state
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stream position (epoch, batches consumed and what the stream depends on)."""
+        return self.state.state_dict() if self.state is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue from a saved position at the next ``iter()``."""
+        if self.state is not None and state_dict:
+            self.state.load_state_dict(state_dict)
 
     def __iter__(self) -> Iterator[Any]:
         if self.position is not None:

@@ -120,6 +120,18 @@ def find_classes_file(shards: Sequence[str]) -> Path | None:
     return None
 
 
+def read_classes(shards: Sequence[str], classes_file: str | None = None) -> dict[str, int]:
+    """The class map of a shard set: ``classes_file``, else the ``classes.json`` found beside the
+    first shard (``find_classes_file``); ``FileNotFoundError`` naming where it was looked for."""
+    path = classes_file or find_classes_file(shards)
+    if path is None:
+        raise FileNotFoundError(
+            f"no classes.json beside {shards[0]} or in its parent folder; pass num_classes= "
+            "or classes_file= (make_shards and build_photos.py write it)"
+        )
+    return load_classes(path)
+
+
 def load_classes(path: str | os.PathLike) -> dict[str, int]:
     """The class name -> index map; checks that the indices are exactly 0..n-1."""
     classes = json.loads(Path(path).read_text())

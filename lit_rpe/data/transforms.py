@@ -6,9 +6,10 @@ left*Wr : left*Wr + w*Wr]`` (``Hr, Wr``: resized height and width). When a crop 
 horizontally the box describes the flipped resized image (``left`` becomes ``1 - left - width``),
 so the identity above still holds for what the model sees.
 
-- ``RandomResizedCropWithBox``: RPE-2D's training augmentation (DESIGN.md 4). Scale the image so
-  both sides cover the target, times ``u ~ U[1, max_zoom]`` (for a square target of side R the
-  short side becomes ``R * u``), take a uniformly placed target-sized crop, flip with p = 1/2.
+- ``RandomResizedCropWithBox``: RPE-2D's training augmentation (docs/DESIGN.md 4). Scale the
+  image so both sides cover the target, times ``u ~ U[1, max_zoom]`` (for a square target of side
+  R the short side becomes ``R * u``), take a uniformly placed target-sized crop, flip with
+  p = 1/2.
 - ``adm_center_crop`` / ``CenterCropWithBox``: the ADM evaluation protocol (guided-diffusion's
   centre crop, also DiT's training crop): halve with a box filter while the image is at least
   twice the target, resize with bicubic so it covers the target, cut the centre.
@@ -32,14 +33,7 @@ from lit_rpe.data.decode import (
     open_image,
     to_uint8_array,
 )
-
-
-def as_height_width(resolution: int | Sequence[int]) -> tuple[int, int]:
-    """``256 -> (256, 256)``; ``(192, 256) -> (192, 256)`` (height, width); checks positivity."""
-    hw = (int(resolution), int(resolution)) if isinstance(resolution, int) else tuple(resolution)
-    if len(hw) != 2 or min(hw) < 1:
-        raise ValueError(f"resolution must be a positive int or (height, width), got {resolution}")
-    return int(hw[0]), int(hw[1])
+from lit_rpe.resolution import as_height_width
 
 
 @dataclass(frozen=True)

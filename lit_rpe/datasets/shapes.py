@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from lit_rpe.data.transforms import as_height_width
+from lit_rpe.resolution import as_height_width
 
 # name and hue in degrees; alphabetical so that the sorted class names follow the labels
 COLOURS = (("blue", 240.0), ("green", 120.0), ("magenta", 300.0), ("red", 0.0), ("yellow", 60.0))

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from lit_rpe.data.shard_list import expand_shards, write_classes
-from lit_rpe.data.shard_writer import (
+from lit_rpe.datasets.shard_writer import (
     ItemRenderer,
     ShardJob,
     WriteSummary,

@@ -1,29 +1,21 @@
-"""DDPM of the official DiT files: linear schedule, respacing, ancestral and DDIM samplers, and
-the official repositories' classifier-free guidance on 3 latent channels."""
+"""DDPM of the official DiT files: the linear schedule with respacing (``schedule``) and the
+ancestral and DDIM samplers (``samplers``). Guidance is ``lit_rpe.guidance`` (3 channels for the
+official files). Names are imported on first use."""
 
-from lit_rpe.ddpm.guidance import DIT_GUIDED_CHANNELS, combine_guided, guided_net
-from lit_rpe.ddpm.samplers import (
-    ddim_sample,
-    ddpm_sample,
-    noise_generators,
-    p_mean_variance,
-    predict_x0,
-    step_noise,
+from lit_rpe._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "DDPMSchedule": "schedule",
+        "TRAIN_STEPS": "schedule",
+        "ddim_sample": "samplers",
+        "ddpm_sample": "samplers",
+        "linear_betas": "schedule",
+        "noise_generators": "samplers",
+        "p_mean_variance": "samplers",
+        "predict_x0": "samplers",
+        "space_timesteps": "schedule",
+        "step_noise": "samplers",
+    },
 )
-from lit_rpe.ddpm.schedule import TRAIN_STEPS, DDPMSchedule, linear_betas, space_timesteps
-
-__all__ = [
-    "DIT_GUIDED_CHANNELS",
-    "TRAIN_STEPS",
-    "DDPMSchedule",
-    "combine_guided",
-    "ddim_sample",
-    "ddpm_sample",
-    "guided_net",
-    "linear_betas",
-    "noise_generators",
-    "p_mean_variance",
-    "predict_x0",
-    "space_timesteps",
-    "step_noise",
-]

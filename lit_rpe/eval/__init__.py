@@ -1,85 +1,55 @@
-"""Evaluation: the FID Inception network, streamed statistics and the metrics built on them."""
+"""Evaluation: the FID Inception network, streamed statistics, the metrics and the eval grid.
 
-from lit_rpe.eval.inception import (
-    FEATURE_DIMS,
-    FIDInceptionV3,
-    InceptionFeature,
-    InceptionV3Layers,
-    preprocess_uint8,
-    resize_bilinear_tf1,
-)
-from lit_rpe.eval.inception_weights import (
-    PYTORCH_FID_FILENAME,
-    PYTORCH_FID_URL,
-    TORCH_FIDELITY_FILENAME,
-    TORCH_FIDELITY_URL,
-    WEIGHTS_ENV_VAR,
-    default_weights_dir,
-    missing_weights_message,
-    resolve_inception_weights,
-)
-from lit_rpe.eval.scores import (
-    InceptionScoreAccumulator,
-    MeanStd,
-    PrecisionRecall,
-    inception_score,
-    kernel_inception_distance,
-    manifold_radii,
-    precision_recall,
-)
-from lit_rpe.eval.statistics import (
-    FeatureStatistics,
-    FrechetResult,
-    all_gather_rows,
-    all_reduce_sum_,
-    fid_from_statistics,
-    fid_result_from_statistics,
-    frechet_distance,
-    frechet_result,
-    save_statistics_npz,
-)
-from lit_rpe.eval.swd import (
-    SWDResult,
-    laplacian_descriptors,
-    laplacian_pyramid,
-    sliced_wasserstein_distance,
-    swd_from_descriptors,
-)
+- ``inception``, ``inception_weights``: the TF-compatible FID Inception v3 and its weight file.
+- ``statistics``: streamed float64 feature statistics, FID and sFID; ``scores``: IS, KID,
+  precision/recall; ``swd``: sliced Wasserstein distance on Laplacian pyramids.
+- ``object_metrics``: exact per-image object measures (count, size, class, edge width) for
+  the shapes data set, no network needed.
+- ``references``: centre-cropped validation images and their cached statistics.
+- ``generation``: seed-indexed generation split across ranks; ``validation_loss``: the
+  flow-matching loss at any resolution and rule.
+- ``grid_spec``, ``grid``, ``report``: the eval grid (``python -m lit_rpe.eval.grid``).
 
-__all__ = [
-    "FEATURE_DIMS",
-    "PYTORCH_FID_FILENAME",
-    "PYTORCH_FID_URL",
-    "TORCH_FIDELITY_FILENAME",
-    "TORCH_FIDELITY_URL",
-    "WEIGHTS_ENV_VAR",
-    "FIDInceptionV3",
-    "FeatureStatistics",
-    "FrechetResult",
-    "InceptionFeature",
-    "InceptionScoreAccumulator",
-    "InceptionV3Layers",
-    "MeanStd",
-    "PrecisionRecall",
-    "SWDResult",
-    "all_gather_rows",
-    "all_reduce_sum_",
-    "default_weights_dir",
-    "fid_from_statistics",
-    "fid_result_from_statistics",
-    "frechet_distance",
-    "frechet_result",
-    "inception_score",
-    "kernel_inception_distance",
-    "laplacian_descriptors",
-    "laplacian_pyramid",
-    "manifold_radii",
-    "missing_weights_message",
-    "precision_recall",
-    "preprocess_uint8",
-    "resolve_inception_weights",
-    "resize_bilinear_tf1",
-    "save_statistics_npz",
-    "sliced_wasserstein_distance",
-    "swd_from_descriptors",
-]
+Names are imported on first use, so ``import lit_rpe.eval.grid_spec`` stays light.
+"""
+
+from lit_rpe._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "FEATURE_DIMS": "inception",
+        "FIDInceptionV3": "inception",
+        "FeatureStatistics": "statistics",
+        "FrechetResult": "statistics",
+        "InceptionFeature": "inception",
+        "InceptionScoreAccumulator": "scores",
+        "InceptionV3Layers": "inception",
+        "MeanStd": "scores",
+        "PYTORCH_FID_FILENAME": "inception_weights",
+        "PYTORCH_FID_URL": "inception_weights",
+        "PrecisionRecall": "scores",
+        "SWDResult": "swd",
+        "TORCH_FIDELITY_FILENAME": "inception_weights",
+        "TORCH_FIDELITY_URL": "inception_weights",
+        "WEIGHTS_ENV_VAR": "inception_weights",
+        "default_weights_dir": "inception_weights",
+        "fid_from_statistics": "statistics",
+        "fid_result_from_statistics": "statistics",
+        "frechet_distance": "statistics",
+        "frechet_result": "statistics",
+        "inception_score": "scores",
+        "kernel_inception_distance": "scores",
+        "laplacian_descriptors": "swd",
+        "laplacian_pyramid": "swd",
+        "manifold_radii": "scores",
+        "missing_weights_message": "inception_weights",
+        "precision_recall": "scores",
+        "preprocess_uint8": "inception",
+        "resize_bilinear_tf1": "inception",
+        "resolve_inception_weights": "inception_weights",
+        "save_statistics_npz": "statistics",
+        "sliced_wasserstein_distance": "swd",
+        "swd_from_descriptors": "swd",
+    },
+)

@@ -1,9 +1,10 @@
 """Seed-indexed generation split across ranks: the images do not depend on the number of GPUs.
 
-Image i starts from noise seeded by ``seed + i`` and has label ``i % num_classes`` (unless labels
-are given). Images are generated in fixed chunks ``[k B, (k + 1) B)`` and ranks take whole chunks
-(k mod world_size), so every image is computed in exactly the same batch whatever the number of
-processes: batched kernels may round a row differently when its batch changes, chunks remove that.
+Image i follows ``lit_rpe.sampler.seeds_and_labels``: noise seed ``seed + i``, label
+``i % num_classes`` (unless labels are given). Images are generated in fixed chunks
+``[k B, (k + 1) B)`` and ranks take whole chunks (k mod world_size), so every image is computed
+in exactly the same batch whatever the number of processes: batched kernels may round a row
+differently when its batch changes, chunks remove that.
 Each rank writes its images as ``<out>/<index:06d>.png``; the folder is the gather.
 """
 
@@ -16,15 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lit_rpe.distributed import rank_and_world
 from lit_rpe.image_io import to_uint8
 from lit_rpe.posenc import InferenceRule
-
-
-def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the world size (0, 1 without torch.distributed)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+from lit_rpe.sampler import Sampler, seeds_and_labels
 
 
 def chunks_of_rank(num_images: int, batch_size: int, rank: int, world_size: int) -> list[range]:
@@ -41,7 +37,7 @@ def chunks_of_rank(num_images: int, batch_size: int, rank: int, world_size: int)
 
 @torch.no_grad()
 def generate_to_folder(
-    module,
+    module: Sampler,
     out_dir: str | Path,
     *,
     num_images: int,
@@ -57,7 +53,7 @@ def generate_to_folder(
 ) -> list[Path]:
     """Generate this rank's share of images ``0 .. num_images - 1`` as PNGs; returns the paths.
 
-    module: a ``DiffusionModule`` (its ``sample`` method is used, EMA weights by default).
+    module: a ``Sampler`` (its ``sample`` method is used, EMA weights by default).
     rank / world_size: default from torch.distributed. skip_existing: a rerun (or a requeued
     job) only generates the images whose file is missing. sample_kwargs go to ``module.sample``
     (steps, method, cfg_scale, guidance_interval, use_ema).
@@ -75,12 +71,12 @@ def generate_to_folder(
         if skip_existing and all(p.is_file() for p in paths):
             written += paths
             continue
-        chunk_labels = [
-            labels[i] if labels is not None else i % module.net.num_classes for i in chunk
-        ]
+        chunk_labels, seeds = seeds_and_labels(chunk, seed=seed, num_classes=module.net.num_classes)
+        if labels is not None:
+            chunk_labels = [labels[i] for i in chunk]
         images = module.sample(
             chunk_labels,
-            [seed + i for i in chunk],
+            seeds,
             resolution=resolution,
             rule=rule,
             **sample_kwargs,

@@ -21,36 +21,43 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from lit_rpe.data.validation import validation_batches
+from lit_rpe.distributed import all_gather_rows, barrier, rank_and_world
 from lit_rpe.eval.generation import (
     chunks_of_rank,
     generate_to_folder,
-    rank_and_world,
     read_images,
 )
-from lit_rpe.eval.grid_spec import INCEPTION_METRICS, OFFLINE_METRICS, GridSpec, load_grid
+from lit_rpe.eval.grid_spec import (
+    INCEPTION_METRICS,
+    OFFLINE_METRICS,
+    GridSpec,
+    ModelEntry,
+    load_grid,
+)
 from lit_rpe.eval.references import (
     image_features,
     import_adm_reference,
-    reference_batches,
     reference_features,
     reference_images_uint8,
 )
 from lit_rpe.eval.report import write_report
 from lit_rpe.eval.scores import inception_score, kernel_inception_distance, precision_recall
-from lit_rpe.eval.statistics import FeatureStatistics, all_gather_rows, fid_from_statistics
+from lit_rpe.eval.statistics import FeatureStatistics, fid_from_statistics
 from lit_rpe.eval.swd import sliced_wasserstein_distance
 from lit_rpe.eval.validation_loss import flow_validation_loss
 from lit_rpe.image_io import save_image_grid
+from lit_rpe.sampler import RuleNotApplicable, Sampler
 
 
-def load_model(entry, device: torch.device):
-    """A sampler with ``DiffusionModule.sample``'s interface for one grid entry."""
+def load_model(entry: ModelEntry, device: torch.device) -> Sampler:
+    """The ``Sampler`` of one grid entry: a trained checkpoint or an official file."""
     if entry.kind == "lightning":
         from lit_rpe.module import DiffusionModule
 
         module = DiffusionModule.load_from_checkpoint(entry.checkpoint, map_location="cpu")
     else:
-        from lit_rpe.models import load_official
+        from lit_rpe.official import load_official
 
         module = load_official(entry.checkpoint, entry.kind, vae_path=entry.vae_path)
     return module.to(device).eval()
@@ -153,7 +160,7 @@ def evaluate_cell(spec, module, entry, rule_entry, resolution, inception, wanted
     rule = rule_entry.inference_rule()
     h, w = resolution
     started = time.time()
-    device = next(module.parameters()).device
+    device = module.device
     autocast = torch.bfloat16 if spec.precision == "bf16" else None
     sampler = {k: v for k, v in vars(spec.sampler).items() if v is not None}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast is not None):
@@ -167,11 +174,10 @@ def evaluate_cell(spec, module, entry, rule_entry, resolution, inception, wanted
             batch_size=spec.batch_size,
             **sampler,
         )
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+    barrier()
     metrics: dict[str, float] = {}
-    if "val_loss" in wanted and hasattr(module, "encode"):
-        batches = reference_batches(
+    if "val_loss" in wanted and module.supports_validation_loss:
+        batches = validation_batches(
             spec.val_shards, resolution, spec.val_loss_images, num_classes=spec.num_classes
         )
         loss = flow_validation_loss(
@@ -191,7 +197,7 @@ def evaluate_cell(spec, module, entry, rule_entry, resolution, inception, wanted
         metrics["swd"] = sliced_wasserstein_distance(real, fake, seed=spec.seed).average
     if inception is not None:
         metrics.update(inception_metrics(spec, inception, cell / "images", resolution, wanted))
-    cfg = module.sampling_config if hasattr(module, "sampling_config") else None
+    cfg = module.sampling_config
     record = {
         "model": entry.name,
         "checkpoint": entry.checkpoint,
@@ -200,9 +206,9 @@ def evaluate_cell(spec, module, entry, rule_entry, resolution, inception, wanted
         "height": h,
         "width": w,
         "train_resolution": "x".join(map(str, module.resolution)),
-        "sampler": spec.sampler.method or (cfg.method if cfg else "default"),
-        "steps": spec.sampler.steps or (cfg.steps if cfg else None),
-        "cfg_scale": spec.sampler.cfg_scale or (cfg.cfg_scale if cfg else None),
+        "sampler": spec.sampler.method or cfg.method,
+        "steps": spec.sampler.steps or cfg.steps,
+        "cfg_scale": spec.sampler.cfg_scale or cfg.cfg_scale,
         "num_samples": spec.num_samples,
         "precision": spec.precision,
         "metrics": metrics,
@@ -218,13 +224,12 @@ def evaluate_cell(spec, module, entry, rule_entry, resolution, inception, wanted
     return record
 
 
-def not_applicable(module, rule, resolution) -> str | None:
-    """Why ``rule`` cannot run at ``resolution`` on this model (None when it can)."""
+def not_applicable(module: Sampler, rule, resolution) -> str | None:
+    """Why ``rule`` cannot run at ``resolution`` on this model (None when it can); a resolution
+    that does not divide the patch grid is an error of the grid file and raises."""
     try:
         module.check_resolution(resolution, rule)
-    except ValueError as err:
-        if "does not divide the patch grid" in str(err):
-            raise
+    except RuleNotApplicable as err:
         return str(err)
     return None
 

@@ -26,8 +26,8 @@ from typing import Literal
 
 import yaml
 
-from lit_rpe.data.transforms import as_height_width
 from lit_rpe.posenc import INFERENCE_RULES, InferenceRule
+from lit_rpe.resolution import as_height_width
 
 OFFLINE_METRICS = ("val_loss", "swd")
 INCEPTION_METRICS = ("fid", "sfid", "is", "kid", "precision_recall")

@@ -11,58 +11,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from lit_rpe.data.transforms import as_height_width
-from lit_rpe.eval.statistics import FeatureStatistics, all_gather_rows
+from lit_rpe.data.shard_list import expand_shards
+from lit_rpe.data.validation import validation_batches
+from lit_rpe.distributed import all_gather_rows
+from lit_rpe.eval.statistics import FeatureStatistics
 from lit_rpe.image_io import quantize_uint8
+from lit_rpe.resolution import as_height_width
 
 CROP = "adm_center"
-
-
-def reference_batches(
-    shards: str | list[str],
-    resolution: int | tuple[int, int],
-    num_images: int,
-    *,
-    batch_size: int = 64,
-    num_classes: int | None = None,
-) -> Iterator[dict]:
-    """Validation batches at ``resolution`` with the ADM centre crop (no flip), in shard order.
-
-    Yields the data pipeline's batch dicts: ``image`` (B, 3, H, W) float32 in [-1, 1], ``label``
-    (B,). Under torch.distributed each rank gets its share of the first ``num_images`` images.
-    """
-    from lit_rpe.data import ImageShardDataModule  # the data stack is only needed here
-
-    data = ImageShardDataModule(
-        train_shards=shards,
-        val_shards=shards,
-        resolution=resolution,
-        batch_size=batch_size,
-        val_batch_size=batch_size,
-        num_workers=0,
-        val_samples=num_images,
-        num_classes=num_classes,
-    )
-    available = sum(data._counts("val"))
-    if available < num_images:
-        raise ValueError(f"{shards} holds {available} images, fewer than the {num_images} asked")
-    yield from data.val_dataloader()
 
 
 def reference_images_uint8(
     shards: str | list[str], resolution: int | tuple[int, int], num_images: int, **kwargs
 ) -> torch.Tensor:
-    """The first ``num_images`` reference images of all ranks as uint8 (N, 3, H, W)."""
+    """The first ``num_images`` validation images (``validation_batches``: ADM centre crop) of all
+    ranks as uint8 (N, 3, H, W); kwargs go to ``validation_batches``."""
     chunks = [
         quantize_uint8(b["image"])
-        for b in reference_batches(shards, resolution, num_images, **kwargs)
+        for b in validation_batches(shards, resolution, num_images, **kwargs)
     ]
     images = torch.cat(chunks)
     return all_gather_rows(images.flatten(1)).view(-1, *images.shape[1:])
@@ -70,8 +42,6 @@ def reference_images_uint8(
 
 def dataset_key(shards: str | list[str]) -> str:
     """A short name for a shard set: its folder name plus a hash of the paths and sizes."""
-    from lit_rpe.data.shard_list import expand_shards
-
     paths = expand_shards(shards)
     listing = [(str(Path(p).resolve()), Path(p).stat().st_size) for p in paths]
     digest = hashlib.sha1(json.dumps(listing).encode()).hexdigest()[:10]

@@ -4,9 +4,9 @@
   torch-fidelity and ADM do (ADM's 5000-sample splits are the same thing at 50k samples).
   ``InceptionScoreAccumulator`` streams it: per split it only needs the count, the sum of the
   class probabilities and the sum of sum_c p log p, all additive across ranks.
-- KID (Binkowski et al. 2018): the unbiased polynomial-kernel MMD^2 (torchmetrics' ``poly_mmd``,
-  the estimator torch-fidelity uses too) averaged over random subsets, drawn from a seeded
-  generator so the value is reproducible.
+- KID (Binkowski et al. 2018): the unbiased polynomial-kernel MMD^2 (``polynomial_mmd``, the
+  estimator of torch-fidelity and torchmetrics) averaged over random subsets, drawn from a
+  seeded generator so the value is reproducible.
 - Precision/recall (Kynkaenniemi et al. 2019, as in ADM's evaluator): each set's manifold is
   the union of balls around its samples with radius the distance to the k-th nearest
   neighbour (k = 3); precision is the fraction of generated samples inside the real manifold,
@@ -18,9 +18,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from torchmetrics.image.kid import poly_mmd
 
-from lit_rpe.eval.statistics import all_reduce_sum_
+from lit_rpe.distributed import all_reduce_sum_
 
 
 class MeanStd(NamedTuple):
@@ -107,6 +106,30 @@ class InceptionScoreAccumulator:
         return MeanStd(scores.mean().item(), scores.std(unbiased=False).item())
 
 
+def polynomial_mmd(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    degree: int = 3,
+    gamma: float | None = None,
+    coef: float = 1.0,
+) -> torch.Tensor:
+    """Unbiased MMD^2 between samples x (m, d) and y (n, d), a 0-dim tensor.
+
+    With k(a, b) = (gamma a.b + coef)^degree (gamma = 1/d by default): the mean of k over the
+    pairs i != j within x, plus the same within y, minus twice the mean over all cross pairs.
+    """
+    gamma = 1.0 / x.shape[1] if gamma is None else gamma
+
+    def kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (gamma * (a @ b.T) + coef) ** degree
+
+    def within(a: torch.Tensor) -> torch.Tensor:
+        k = kernel(a, a)
+        return (k.sum() - k.diagonal().sum()) / (a.shape[0] * (a.shape[0] - 1))
+
+    return within(x) + within(y) - 2 * kernel(x, y).mean()
+
+
 def kernel_inception_distance(
     real: torch.Tensor,
     fake: torch.Tensor,
@@ -137,7 +160,7 @@ def kernel_inception_distance(
         pick_fake = torch.randperm(fake.shape[0], generator=generator)[:subset_size]
         f_real = real[pick_real.to(real.device)]
         f_fake = fake[pick_fake.to(fake.device)]
-        values.append(poly_mmd(f_real, f_fake, degree=degree, gamma=gamma, coef=coef))
+        values.append(polynomial_mmd(f_real, f_fake, degree=degree, gamma=gamma, coef=coef))
     stacked = torch.stack(values)
     return MeanStd(stacked.mean().item(), stacked.std(unbiased=False).item())
 

@@ -16,50 +16,8 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 import torch
-import torch.distributed as dist
 
-
-def _is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def _collective_device() -> torch.device:
-    # NCCL only reduces CUDA tensors; gloo (CPU DDP, tests) reduces CPU tensors.
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over all ranks in place (a no-op without an initialised process group)."""
-    if _is_distributed():
-        staged = tensor.to(_collective_device())
-        dist.all_reduce(staged, op=dist.ReduceOp.SUM)
-        tensor.copy_(staged)
-    return tensor
-
-
-def all_gather_rows(rows: torch.Tensor) -> torch.Tensor:
-    """Concatenate (n_r, ...) tensors of every rank, in rank order; n_r may differ per rank.
-
-    For metrics that need the samples themselves (KID, precision/recall). Without an
-    initialised process group, returns ``rows`` unchanged.
-    """
-    if not _is_distributed():
-        return rows
-    device = _collective_device()
-    local = rows.to(device)
-    count = torch.tensor([local.shape[0]], device=device)
-    counts = [torch.zeros_like(count) for _ in range(dist.get_world_size())]
-    dist.all_gather(counts, count)
-    longest = int(max(c.item() for c in counts))
-    # all_gather needs equal shapes: pad to the longest, then cut each part back.
-    padded = local.new_zeros((longest, *local.shape[1:]))
-    padded[: local.shape[0]] = local
-    parts = [torch.empty_like(padded) for _ in counts]
-    dist.all_gather(parts, padded)
-    gathered = torch.cat([p[: int(c.item())] for p, c in zip(parts, counts, strict=True)])
-    return gathered.to(rows.device)
+from lit_rpe.distributed import all_reduce_sum_
 
 
 class FeatureStatistics:

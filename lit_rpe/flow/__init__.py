@@ -1,23 +1,32 @@
-"""Flow matching: the straight noise-data path, its loss, seeded noise, CFG and ODE samplers."""
+"""Flow matching: the straight noise-data path, the loss, seeded noise, guidance, ODE samplers.
 
-from lit_rpe.flow.guidance import Velocity, guided_velocity
-from lit_rpe.flow.loss import FlowLoss, FlowMatchingLoss, loss_per_t_bucket
-from lit_rpe.flow.noise import seeded_noise
-from lit_rpe.flow.path import T_SAMPLINGS, interpolate, sample_t, target_velocity
-from lit_rpe.flow.samplers import METHODS, sample_ode, time_grid
+- ``path``: x_t and the velocity target (the only place they are written), training t draws.
+- ``loss``: ``flow_matching_losses`` (the per-sample core), ``FlowMatchingLoss`` (training),
+  ``loss_per_t_bucket``; ``validation``: the fixed-noise validation protocol.
+- ``noise``: ``seeded_noise``, one generator per image.
+- ``guidance``: ``guided_velocity`` (``lit_rpe.guidance`` as a velocity field).
+- ``samplers``: ``sample_ode`` (Euler, Heun) over ``time_grid``.
 
-__all__ = [
-    "METHODS",
-    "T_SAMPLINGS",
-    "FlowLoss",
-    "FlowMatchingLoss",
-    "Velocity",
-    "guided_velocity",
-    "interpolate",
-    "loss_per_t_bucket",
-    "sample_ode",
-    "sample_t",
-    "seeded_noise",
-    "target_velocity",
-    "time_grid",
-]
+Names are imported on first use.
+"""
+
+from lit_rpe._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "METHODS": "samplers",
+        "T_SAMPLINGS": "path",
+        "FlowLoss": "loss",
+        "FlowMatchingLoss": "loss",
+        "Velocity": "guidance",
+        "guided_velocity": "guidance",
+        "interpolate": "path",
+        "loss_per_t_bucket": "loss",
+        "sample_ode": "samplers",
+        "sample_t": "path",
+        "seeded_noise": "noise",
+        "target_velocity": "path",
+        "time_grid": "samplers",
+    },
+)

@@ -1,4 +1,9 @@
-"""The flow-matching training loss, per sample, plus a per-t-bucket summary for logging."""
+"""The flow-matching loss: one per-sample core for training, validation and the eval grid.
+
+``flow_matching_losses`` is the loss at given noise and times; ``FlowMatchingLoss`` draws them
+for a training step (t from the training distribution, then the noise), and
+``lit_rpe.flow.validation`` fixes them per image for validation.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,29 @@ from typing import NamedTuple
 import torch
 
 from lit_rpe.flow.path import T_SAMPLINGS, interpolate, sample_t, target_velocity
+
+
+def flow_matching_losses(
+    model: Callable[..., torch.Tensor],
+    x0: torch.Tensor,
+    eps: torch.Tensor,
+    t: torch.Tensor,
+    y: torch.Tensor,
+    **model_kwargs,
+) -> torch.Tensor:
+    """Per-sample MSE between the model's velocity at x_t and the target ``eps - x0``.
+
+    x0, eps: (B, C, H, W) data (latents) and noise; t: (B,) float32 times; y: (B,) labels.
+    The model is called as ``model(x_t, t, y, **model_kwargs)`` with x_t from
+    ``path.interpolate`` and must return x0's shape. Returns (B,) float32, the squared error
+    averaged over the non-batch dims, computed in float32 (under bf16 autocast the prediction
+    may be low precision).
+    """
+    pred = model(interpolate(x0, eps, t), t, y, **model_kwargs)
+    if pred.shape != x0.shape:
+        raise ValueError(f"model returned {tuple(pred.shape)}, expected {tuple(x0.shape)}")
+    err = pred.float() - target_velocity(x0, eps).float()
+    return err.square().flatten(1).mean(1)
 
 
 class FlowLoss(NamedTuple):
@@ -68,13 +96,7 @@ class FlowMatchingLoss:
         draw_device = generator.device if generator is not None else x0.device
         eps = torch.randn(x0.shape, generator=generator, device=draw_device, dtype=x0.dtype)
         eps = eps.to(x0.device)
-        x_t = interpolate(x0, eps, t)
-        pred = model(x_t, t, y, **model_kwargs)
-        if pred.shape != x0.shape:
-            raise ValueError(f"model returned {tuple(pred.shape)}, expected {tuple(x0.shape)}")
-        # float32 for the squared error: under bf16 autocast the prediction may be low precision.
-        err = pred.float() - target_velocity(x0, eps).float()
-        return FlowLoss(err.square().flatten(1).mean(1), t)
+        return FlowLoss(flow_matching_losses(model, x0, eps, t, y, **model_kwargs), t)
 
 
 def loss_per_t_bucket(

@@ -1,6 +1,6 @@
 """The flow-matching probability path and its training-time t distribution.
 
-Convention (DESIGN.md): x_t = (1 - t) x_0 + t eps, with t = 0 the data and t = 1 pure noise.
+Convention (docs/DESIGN.md 2): x_t = (1 - t) x_0 + t eps, with t = 0 the data and t = 1 noise.
 The network regresses the velocity dx_t/dt = eps - x_0, which does not depend on t.
 """
 

@@ -1,27 +1,32 @@
-"""DiT backbone, conditioning embedders, model sizes and the official DiT/SiT files."""
+"""The networks: the DiT backbone, its embedders and sizes, official DiT/SiT files, the SD-VAE.
 
-from lit_rpe.models.dit import DiT, DiTBlock
-from lit_rpe.models.embeddings import (
-    LabelEmbedder,
-    MicroConditionEmbedder,
-    TimestepEmbedder,
-    sinusoidal_embedding,
+- ``dit``: ``DiT``, ``DiTBlock`` (positions passed in with every call, any H x W).
+- ``embeddings``: timestep, class (with the null class) and micro-conditioning embedders.
+- ``sizes``: the DiT paper's sizes plus tiny CPU sizes (``DiT-Ti``, ``DiT-N``).
+- ``official``: an official DiT/SiT checkpoint as our ``DiT`` (the samplers for it are in
+  ``lit_rpe.official``).
+- ``vae``: ``SDVAE``, a frozen ``diffusers`` AutoencoderKL from a local folder.
+
+Names are imported on first use (``vae`` imports diffusers).
+"""
+
+from lit_rpe._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "DIT_SIZES": "sizes",
+        "OFFICIAL_KINDS": "official",
+        "PATCH_SIZES": "sizes",
+        "DiT": "dit",
+        "DiTBlock": "dit",
+        "LabelEmbedder": "embeddings",
+        "MicroConditionEmbedder": "embeddings",
+        "SDVAE": "vae",
+        "TimestepEmbedder": "embeddings",
+        "build_official_net": "official",
+        "model_names": "sizes",
+        "parse_model_name": "sizes",
+        "sinusoidal_embedding": "embeddings",
+    },
 )
-from lit_rpe.models.official import OFFICIAL_KINDS, build_official_net, load_official
-from lit_rpe.models.sizes import DIT_SIZES, PATCH_SIZES, model_names, parse_model_name
-
-__all__ = [
-    "DIT_SIZES",
-    "OFFICIAL_KINDS",
-    "PATCH_SIZES",
-    "DiT",
-    "DiTBlock",
-    "LabelEmbedder",
-    "MicroConditionEmbedder",
-    "TimestepEmbedder",
-    "build_official_net",
-    "load_official",
-    "model_names",
-    "parse_model_name",
-    "sinusoidal_embedding",
-]

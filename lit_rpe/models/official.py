@@ -1,5 +1,7 @@
 """Official DiT (facebookresearch/DiT) and SiT (willisma/SiT) checkpoints as this suite's ``DiT``.
 
+The network only: ``lit_rpe.official`` adds the objectives and samplers (``load_official``).
+
 Both repositories share one network (``models.py``: timm PatchEmbed/Attention/Mlp, adaLN-Zero
 blocks, a fixed sin-cos ``pos_embed`` table added to the patch tokens) and save a plain state
 dict (released files) or ``{"model", "ema", "opt", "args"}`` (their ``train.py``; the EMA is
@@ -28,8 +30,6 @@ WHERE_TO_GET = {
     "https://dl.fbaipublicfiles.com/DiT/models/<name> (facebookresearch/DiT README)",
     "sit": "SiT-XL-2-256x256.pt from the pre-trained model link of the willisma/SiT README",
 }
-# The official train.py saves its argparse args beside the weights; let the safe loader read them.
-torch.serialization.add_safe_globals([argparse.Namespace])
 # hidden size -> heads of the official sizes (heads are not visible in the shapes)
 HEADS_OF_HIDDEN = {hidden: heads for _, hidden, heads in DIT_SIZES.values()}
 
@@ -49,7 +49,10 @@ def read_official_state(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
             f"official {kind} checkpoint not found: {path}. Download {WHERE_TO_GET[kind]} "
             "by hand (nothing is downloaded at run time) and pass its local path."
         )
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    # The official train.py saves its argparse args beside the weights: let the safe loader
+    # rebuild them.
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(obj, dict):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict")
     if "state_dict" in obj and "pytorch-lightning_version" in obj:
@@ -150,15 +153,3 @@ def build_official_net(path: str | Path, kind: str, *, num_heads: int | None = N
             "official DiT/SiT file, or its table was trained"
         )
     return net.eval()
-
-
-def load_official(path: str | Path, kind: str, **kwargs):
-    """Load an official DiT (``kind="dit"``) or SiT (``"sit"``) file as an ``OfficialModel``:
-    our ``DiT`` plus the objective and samplers the file was trained for, with
-    ``DiffusionModule.sample``'s interface. kwargs go to ``OfficialModel`` (vae_path,
-    cfg_channels, cfg_scale, steps, method, ...), except ``num_heads`` (for non-official sizes).
-    """
-    from lit_rpe.official import OfficialModel  # samplers and the VAE: imported on use
-
-    net = build_official_net(path, kind, num_heads=kwargs.pop("num_heads", None))
-    return OfficialModel(net, kind, source=str(path), **kwargs)

@@ -1,6 +1,6 @@
 """Inference add-ons valid with any rule: attention logit scale and timestep shift.
 
-Both are pure functions of token counts (and t); see DESIGN.md section 3c.
+Both are pure functions of token counts (and t); see docs/DESIGN.md section 3c.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Per-axis frequency scaling: PI, NTK-aware, YaRN, NTK-by-parts, DyPE, TASR (DESIGN.md 3c).
+"""Per-axis frequency scaling: PI, NTK-aware, YaRN, NTK-by-parts, DyPE, TASR (docs/DESIGN.md 3c).
 
 Every function here is pure: (method, per-axis dim, theta, training length L, scale s, t) in,
 frequencies out. Frequencies are angular (radians per position unit), float64, one per rotary pair:

@@ -1,4 +1,4 @@
-"""Token positions along one axis: training draws and inference layouts (DESIGN.md 3b, 3c).
+"""Token positions along one axis: training draws and inference layouts (docs/DESIGN.md 3b, 3c).
 
 Positions are per-sample data, shape (B, n), float32; token (i, j) of an image sits at
 ``(pos_h[b, i], pos_w[b, j])``. Nothing here is stored in a module.

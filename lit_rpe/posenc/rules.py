@@ -1,4 +1,4 @@
-"""Inference rules: how positions and frequencies are chosen at a test grid (DESIGN.md 3c).
+"""Inference rules: how positions and frequencies are chosen at a test grid (docs/DESIGN.md 3c).
 
 A rule names a position layout and a frequency method, plus the add-ons (per-axis or coupled
 scale, per-axis or single tau, attention scale, timestep shift). ``rule_frequencies`` and

@@ -64,7 +64,8 @@ class KeyRecorder(LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
-def fit(shards, ckpt_path=None, callbacks=(), **trainer_args) -> KeyRecorder:
+def fit(shards, ckpt_path=None, callbacks=(), caught=None, **trainer_args) -> KeyRecorder:
+    """Train a KeyRecorder; the warnings raised go to the list ``caught`` when one is given."""
     model = KeyRecorder()
     trainer = Trainer(
         accelerator="cpu",
@@ -76,9 +77,11 @@ def fit(shards, ckpt_path=None, callbacks=(), **trainer_args) -> KeyRecorder:
         callbacks=list(callbacks),
         **trainer_args,
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
         trainer.fit(model, datamodule=make(shards), ckpt_path=ckpt_path)
+    if caught is not None:
+        caught.extend(str(r.message) for r in records)
     return model
 
 
@@ -120,6 +123,20 @@ def test_lightning_resume_continues_the_same_stream(shard_set, tmp_path: Path, r
             reload_dataloaders_every_n_epochs=reload,
         )
         assert resumed.seen == uninterrupted[done:], name
+
+
+def test_mid_epoch_resume_raises_no_false_not_resumable_warning(shard_set, tmp_path: Path):
+    """Lightning warns "your dataloader is not resumable" on a mid-epoch resume unless the
+    train loader has the stateful interface; ours has it and restores the stream exactly."""
+    folder = tmp_path / "ckpt"
+    saver = ModelCheckpoint(dirpath=folder, filename="{step}", every_n_train_steps=5, save_top_k=-1)
+    uninterrupted = fit(shard_set, max_epochs=1, callbacks=[saver]).seen
+    caught: list[str] = []
+    resumed = fit(shard_set, ckpt_path=folder / "step=5.ckpt", max_epochs=1, caught=caught)
+    assert resumed.seen == uninterrupted[5:]
+    assert not [m for m in caught if "not resumable" in m], caught
+    state = torch.load(folder / "step=5.ckpt", weights_only=True)["loops"]["fit_loop"]
+    assert state["state_dict"]["combined_loader"][0]["batches_consumed"] == 5
 
 
 class ValidatingKeyRecorder(KeyRecorder):

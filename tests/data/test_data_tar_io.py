@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import webdataset as wds
+from data_fixtures import encode, smooth_image
+from PIL import Image
 
+from lit_rpe.data import ImageShardDataModule, adm_center_crop
 from lit_rpe.data.tar_io import (
     ShardReadError,
     count_tar_samples,
@@ -59,6 +66,43 @@ def test_official_webdataset_reader_sees_the_same_samples(tmp_path: Path):
     assert [s["__key__"] for s in samples] == [k for k, _ in SAMPLES]
     assert [s["png"] for s in samples] == [f["png"] for _, f in SAMPLES]
     assert [int(s["cls"]) for s in samples] == list(range(7))
+
+
+def test_shards_written_by_webdataset_feed_the_data_module(tmp_path: Path):
+    """webdataset's own TarWriter, extra members (.json, .txt) and .jpeg / .webp / .png / .jpg
+    images: our reader keeps every member, and the data module yields each image's pixels
+    (ADM centre crop of the stored bytes) with its label, in shard order."""
+    folder = tmp_path / "wds"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    formats = {"jpeg": "JPEG", "webp": "WEBP", "png": "PNG", "jpg": "JPEG"}
+    stored = []
+    with wds.TarWriter(str(folder / "shard-000000.tar")) as sink:
+        for i in range(8):
+            ext = list(formats)[i % 4]
+            data = encode(smooth_image(rng, 20 + i, 16), formats[ext])
+            meta = json.dumps({"index": i}).encode()
+            sample = {"__key__": f"sample{i:03d}", ext: data, "cls": str(i % 3).encode()}
+            sink.write({**sample, "json": meta, "txt": b"a caption"})
+            stored.append((f"sample{i:03d}", ext, data, i % 3))
+    (folder / "classes.json").write_text(json.dumps({"a": 0, "b": 1, "c": 2}))
+
+    raw = list(iter_tar_samples(folder / "shard-000000.tar"))
+    assert [s.key for s in raw] == [key for key, *_ in stored]
+    assert [sorted(s.fields) for s in raw] == [
+        sorted([ext, "cls", "json", "txt"]) for _, ext, *_ in stored
+    ]
+    data = ImageShardDataModule(
+        str(folder), str(folder), resolution=16, batch_size=4, num_workers=0, fast_decode=False
+    )
+    batches = list(data.val_dataloader())
+    assert [k for b in batches for k in b["key"]] == [key for key, *_ in stored]
+    assert torch.cat([b["label"] for b in batches]).tolist() == [label for *_, label in stored]
+    images = torch.cat([b["image"] for b in batches])
+    for image, (_, _, encoded, _) in zip(images, stored, strict=True):
+        crop = adm_center_crop(Image.open(io.BytesIO(encoded)).convert("RGB"), 16)
+        expected = torch.from_numpy(np.array(crop)).permute(2, 0, 1).float() / 127.5 - 1
+        torch.testing.assert_close(image, expected, rtol=0, atol=1e-6)
 
 
 def test_truncated_and_garbage_shards_raise_naming_the_file(tmp_path: Path):

@@ -18,9 +18,9 @@ from PIL import Image
 
 import lit_rpe.eval.grid as grid_module
 from lit_rpe.config import NetConfig, SamplingConfig
+from lit_rpe.data.validation import validation_batches
 from lit_rpe.eval.grid import run_grid
 from lit_rpe.eval.grid_spec import load_grid
-from lit_rpe.eval.references import reference_batches
 from lit_rpe.eval.validation_loss import flow_validation_loss
 from lit_rpe.module import DiffusionModule
 from lit_rpe.posenc import InferenceRule
@@ -171,7 +171,7 @@ def test_validation_loss_does_not_depend_on_batch_size(setup):
     values = [
         flow_validation_loss(
             module,
-            reference_batches(spec["val_shards"], 24, 8, batch_size=b),
+            validation_batches(spec["val_shards"], 24, 8, batch_size=b),
             rule=InferenceRule("rpe2d_random"),
             num_t=3,
         )

@@ -11,10 +11,10 @@ import torch.multiprocessing as mp
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+from lit_rpe.distributed import all_gather_rows
 from lit_rpe.eval import (
     FeatureStatistics,
     InceptionScoreAccumulator,
-    all_gather_rows,
     fid_from_statistics,
     fid_result_from_statistics,
     frechet_distance,

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from lit_rpe.ddpm import DDPMSchedule
-from lit_rpe.models import OFFICIAL_KINDS, DiT, load_official
+from lit_rpe.models import OFFICIAL_KINDS, DiT
 from lit_rpe.models.official import official_config
+from lit_rpe.official import load_official
 from lit_rpe.posenc import InferenceRule
 
 HIDDEN, HEADS, DEPTH, PATCH, CHANNELS, CLASSES, GRID = 64, 2, 2, 2, 4, 10, 4  # 64 px files
@@ -307,26 +308,11 @@ def test_dit_guidance_convention_is_an_option(ckpt):
     torch.testing.assert_close(none.sample_latents([1], [0], **kw), c)
 
 
-def tiny_vae_folder(folder: Path) -> Path:
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(0)
-    AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 16, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-    ).save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.parametrize("kind", OFFICIAL_KINDS)
-def test_lit_rpe_sample_official_writes_a_grid(tmp_path, ckpt, kind):
+def test_lit_rpe_sample_official_writes_a_grid(tmp_path, ckpt, kind, vae_folder):
     from lit_rpe.cli import main
 
-    vae = tiny_vae_folder(tmp_path / "vae")
+    vae = vae_folder
     main(
         [
             "sample",

@@ -1,4 +1,4 @@
-"""Encoders: the DiT sin-cos table and axial RoPE (DESIGN.md 3a)."""
+"""Encoders: the DiT sin-cos table and axial RoPE (docs/DESIGN.md 3a)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Frequency scaling pinned to closed forms and invariances (DESIGN.md 3c)."""
+"""Frequency scaling pinned to closed forms and invariances (docs/DESIGN.md 3c)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Training and inference positions (DESIGN.md 3b, 3c)."""
+"""Training and inference positions (docs/DESIGN.md 3b, 3c)."""
 
 import pytest
 import torch

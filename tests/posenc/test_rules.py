@@ -1,4 +1,4 @@
-"""Inference rules and add-ons (DESIGN.md 3c)."""
+"""Inference rules and add-ons (docs/DESIGN.md 3c)."""
 
 import math
 

@@ -1,6 +1,6 @@
 """Convert an ImageNet-style or class-per-folder image tree into WebDataset shards.
 
-    python -m lit_rpe.data.make_shards /data/imagenet --out /data/imagenet-wds \\
+    python -m lit_rpe.datasets.make_shards /data/imagenet --out /data/imagenet-wds \\
         [--val-labels LOC_val_solution.csv] [--shard-size 1000] [--workers 16]
 
 writes ``OUT/classes.json`` (class name -> index, sorted names) and ``OUT/<split>/shard-NNNNNN.tar``
@@ -22,9 +22,9 @@ from pathlib import Path
 from PIL import Image
 from rich.console import Console
 
-from lit_rpe.data.image_tree import Entry, discover, sample_keys
 from lit_rpe.data.shard_list import write_classes
-from lit_rpe.data.shard_writer import (
+from lit_rpe.datasets.image_tree import Entry, discover, sample_keys
+from lit_rpe.datasets.shard_writer import (
     ItemRenderer,
     ShardJob,
     UnreadableItem,

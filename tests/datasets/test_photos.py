@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from lit_rpe.data import ImageShardDataModule, iter_tar_samples
-from lit_rpe.data.photos import PHOTOS, build_photo_set, load_photo
+from lit_rpe.datasets.photos import PHOTOS, build_photo_set, load_photo
 
 
 @pytest.fixture

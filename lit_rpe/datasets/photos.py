@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from lit_rpe.data.shard_list import write_classes
-from lit_rpe.data.shard_writer import (
+from lit_rpe.datasets.shard_writer import (
     ItemRenderer,
     ShardJob,
     WriteSummary,
