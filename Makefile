@@ -103,7 +103,7 @@ bench-loader: $(STAMP) ## Loader throughput: streaming shards vs naive decode-th
 	$(PY) bench/bench_loader.py
 
 # ---- performance benchmarks (issue 8): each prints its configuration and a markdown table ----
-.PHONY: bench bench-train bench-sampling bench-memory bench-gpu
+.PHONY: bench bench-train bench-sampling bench-memory bench-gpu gpu-check
 
 bench: $(STAMP) bench-train bench-sampling bench-memory ## The CPU benchmark set: training step, sampling per rule, memory
 
@@ -118,3 +118,9 @@ bench-memory: $(STAMP) ## Peak memory of a training and a sampling step, 256 to 
 
 bench-gpu: $(STAMP) ## DiT-XL/2 images/s and MFU at 256 and 512 px in bf16 (needs CUDA) [ARGS=]
 	$(PY) bench/bench_gpu.py $(ARGS)
+
+# No venv dependency: the GPU machine has no registry. It uses $(PYTHON) (or .venv's python where
+# one exists) and installs the wheels carried in .whl/ itself (bench/prepare_gpu_wheels.sh).
+gpu-check: ## GPU validation, <= 8 min on one H200: make gpu-check OUT=<dir> [SMOKE=1: CPU toy run]
+	@test -n "$(OUT)" || { echo "usage: make gpu-check OUT=<folder> [SMOKE=1]"; exit 2; }
+	PYTHON=$(if $(wildcard $(PY)),$(PY),$(PYTHON)) bash bench/gpu_check.sh "$(OUT)" $(if $(SMOKE),--smoke)
