@@ -44,7 +44,8 @@ from sdpa_backends import observed_backends, probe_backends
 
 from lit_rpe.config import NetConfig
 from lit_rpe.models.sizes import parse_model_name
-from lit_rpe.module import LATENT_CHANNELS, LATENT_FACTOR, DiffusionModule
+from lit_rpe.module import DiffusionModule
+from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR
 
 # Dense (no sparsity) bf16 tensor-core peak in TFLOP/s from the vendors' datasheets; the first
 # key found in the device name wins, so longer names come before their prefixes.

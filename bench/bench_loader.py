@@ -32,8 +32,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from lit_rpe.data import ImageShardDataModule
-from lit_rpe.datasets.photos import PHOTOS, load_photo
 from lit_rpe.data.tar_io import write_tar
+from lit_rpe.datasets.photos import PHOTOS, load_photo
 
 
 def make_photos(folder: Path, count: int, long_side: tuple[int, int], seed: int) -> list[Path]:

@@ -40,7 +40,7 @@ from gpu_check_results import StageReport, render_table
 from lit_rpe.eval.generation import generate_to_folder
 from lit_rpe.eval.inception import FIDInceptionV3, InceptionV3Layers
 from lit_rpe.eval.references import image_features
-from lit_rpe.module import LATENT_CHANNELS, LATENT_FACTOR
+from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR
 
 GENERATION_COLUMNS = [
     ("px", "px"),

@@ -31,7 +31,7 @@ from bench_gpu import (
 from gpu_check_results import StageReport, render_table
 
 from lit_rpe.flow import guided_velocity
-from lit_rpe.module import LATENT_CHANNELS, LATENT_FACTOR
+from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR
 
 COLUMNS = [
     ("step", "step"),

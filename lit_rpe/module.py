@@ -24,8 +24,8 @@ from lit_rpe.flow.samplers import sample_ode
 from lit_rpe.flow.validation import validation_losses
 from lit_rpe.models.dit import DiT
 from lit_rpe.posenc import InferenceRule
-from lit_rpe.sampler import LazyVAE, Sampler, SamplerOptions, SamplingStart
 from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR, PIXEL_CHANNELS, as_height_width
+from lit_rpe.sampler import LazyVAE, Sampler, SamplerOptions, SamplingStart
 
 
 def ema_decay_at(step: int, decay: float, warmup: bool) -> float:

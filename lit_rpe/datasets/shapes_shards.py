@@ -26,6 +26,8 @@ import numpy as np
 from PIL import Image
 
 from lit_rpe.data.shard_list import expand_shards, write_classes
+from lit_rpe.data.tar_io import iter_tar_samples
+from lit_rpe.datasets.shapes import CLASSES, Scene, draw_scene, render_scene, render_scenes
 from lit_rpe.datasets.shard_writer import (
     ItemRenderer,
     ShardJob,
@@ -33,8 +35,6 @@ from lit_rpe.datasets.shard_writer import (
     shuffled_jobs,
     write_shards,
 )
-from lit_rpe.data.tar_io import iter_tar_samples
-from lit_rpe.datasets.shapes import CLASSES, Scene, draw_scene, render_scene, render_scenes
 
 FORMAT = "lit_rpe-shapes/1"  # bump when the drawing or the rendering changes
 SPLITS = {"train": 0, "val": 1}

@@ -1,4 +1,6 @@
-"""What a position becomes: the additive 2D sin-cos table and axial rotary tables (docs/DESIGN.md 3a).
+"""What a position becomes: the additive 2D sin-cos table and axial rotary tables.
+
+See docs/DESIGN.md section 3a.
 
 Both take per-sample axis positions ``pos_h (B, h)``, ``pos_w (B, w)`` and per-axis angular
 frequencies (from ``frequencies.py``); tokens are ordered row-major, token ``i * w + j`` at

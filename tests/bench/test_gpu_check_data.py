@@ -49,7 +49,7 @@ def test_samples_of_a_class_share_its_pattern():
 
 
 def test_random_vae_folder_loads_as_an_sd_vae(tmp_path):
-    from lit_rpe.data.vae import SDVAE
+    from lit_rpe.models.vae import SDVAE
 
     vae = SDVAE(write_random_vae(tmp_path / "vae", "tiny"))
     assert (vae.downsample, vae.latent_channels, vae.scale_factor) == (8, 4, 0.18215)
