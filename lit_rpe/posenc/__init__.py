@@ -1,7 +1,8 @@
 """Positional encodings: positions, frequency scaling, encoders and inference rules.
 
 Conventions (docs/DESIGN.md): positions are per-sample data (B, n) per axis; time t runs
-1 = noise to 0 = data; every resolution- or time-dependent quantity is a pure function of its inputs.
+1 = noise to 0 = data; every resolution- or time-dependent quantity is a pure function of
+its inputs.
 """
 
 from lit_rpe.posenc.addons import (
