@@ -17,7 +17,6 @@ import argparse
 import json
 import platform
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from lit_rpe.cli import main as cli_main
 from lit_rpe.eval.grid import run_grid
 from lit_rpe.eval.grid_spec import load_grid
 from lit_rpe.experiments import compose
+from lit_rpe.provenance import suite_commit
 
 DOCS = Path("docs")
 
@@ -58,18 +58,6 @@ def train_all(grid_path: str, timings: dict) -> None:
         timings[f"train {entry.name}"] = (
             timings.get(f"train {entry.name}", 0) + time.time() - started
         )
-
-
-def commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        )
-        dirty = subprocess.run(["git", "status", "--porcelain", "lit_rpe", "experiments"],
-                               capture_output=True, text=True).stdout.strip()  # fmt: skip
-        return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
-    except OSError:
-        return "unknown"
 
 
 def sample_strip(cells: Path, rule: str, resolutions: list[tuple[int, int]], out: Path) -> bool:
@@ -121,7 +109,7 @@ def write_results(grid_path: str, timings: dict, command: str) -> Path:
         "",
         f"    {command}",
         "",
-        f"at commit `{timings.get('_commit') or commit()}` on "
+        f"at commit `{timings.get('_commit') or suite_commit()}` on "
         f"{platform.processor() or platform.machine()} "
         f"({torch.get_num_threads()} threads, torch {torch.__version__}). Timings of this run: "
         + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items() if k[0] != "_")
@@ -155,7 +143,7 @@ def main(argv: list[str] | None = None) -> Path:
     timing_file = Path(load_grid(opts.grid, check_files=False).out_dir) / "timings.json"
     timings = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
     if not opts.report_only:
-        timings.setdefault("_commit", commit())  # the code the run started at
+        timings.setdefault("_commit", suite_commit())  # the code the run started at
         train_all(opts.grid, timings)
         timing_file.parent.mkdir(parents=True, exist_ok=True)
         timing_file.write_text(json.dumps(timings))

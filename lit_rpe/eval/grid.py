@@ -4,9 +4,12 @@
 
 Each cell (model, rule, resolution) generates ``num_samples`` seed-indexed images into
 ``<out_dir>/cells/<model>/<rule>/<H>x<W>/images`` (split across ranks under torchrun), scores
-them and writes ``metrics.json`` there; a cell with that file is skipped on the next run, and a
-half-generated cell only generates its missing images. The report (``results.csv``,
-``results.md``, ``fid_vs_resolution.png``) is rebuilt from all cells at the end.
+them and writes ``metrics.json`` there, with the cell's protocol card (``lit_rpe.eval.protocol``).
+A cell with that file is skipped on the next run unless its card differs in a setting that
+defines the numbers (``changed_settings``); a half-generated cell only generates its missing
+images, unless they were made under other generation settings (``generation.json``). The
+report (``results.csv``, ``results.md``, ``fid_vs_resolution.png``) is rebuilt from all cells
+at the end.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import functools
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -35,6 +39,12 @@ from lit_rpe.eval.grid_spec import (
     ModelEntry,
     load_grid,
 )
+from lit_rpe.eval.protocol import (
+    GENERATION_FIELDS,
+    ProtocolCard,
+    changed_settings,
+    grid_cell_card,
+)
 from lit_rpe.eval.references import (
     image_features,
     import_adm_reference,
@@ -43,7 +53,7 @@ from lit_rpe.eval.references import (
 )
 from lit_rpe.eval.report import write_report
 from lit_rpe.eval.scores import inception_score, kernel_inception_distance, precision_recall
-from lit_rpe.eval.statistics import FeatureStatistics, fid_from_statistics
+from lit_rpe.eval.statistics import FeatureStatistics, FrechetResult, fid_result_from_statistics
 from lit_rpe.eval.swd import sliced_wasserstein_distance
 from lit_rpe.eval.validation_loss import flow_validation_loss
 from lit_rpe.image_io import save_image_grid
@@ -118,7 +128,10 @@ def generated_features(inception, folder: Path, num: int, batch_size: int) -> di
     return out
 
 
-def inception_metrics(spec, inception, folder, resolution, wanted) -> dict[str, float]:
+def inception_metrics(
+    spec, inception, folder, resolution, wanted
+) -> tuple[dict[str, float], dict[str, FrechetResult]]:
+    """(metric values, the ``FrechetResult`` of FID and sFID: whether their root was retried)."""
     h, w = resolution
     adm = (spec.adm_references or {}).get(f"{h}x{w}")
     if adm:
@@ -134,13 +147,14 @@ def inception_metrics(spec, inception, folder, resolution, wanted) -> dict[str, 
             num_classes=spec.num_classes,
         )
     fake = generated_features(inception, folder, spec.num_samples, spec.batch_size)
-    result = {}
+    result, frechet = {}, {}
     if "fid" in wanted:
         stats = FeatureStatistics(2048).update(fake["pool"])
-        result["fid"] = fid_from_statistics(stats, ref.pool, method=spec.fid_method)
+        frechet["fid"] = fid_result_from_statistics(stats, ref.pool, method=spec.fid_method)
     if "sfid" in wanted:
         stats = FeatureStatistics(fake["spatial"].shape[1]).update(fake["spatial"])
-        result["sfid"] = fid_from_statistics(stats, ref.spatial, method=spec.fid_method)
+        frechet["sfid"] = fid_result_from_statistics(stats, ref.spatial, method=spec.fid_method)
+    result.update({name: r.value for name, r in frechet.items()})
     if "is" in wanted and "logits_unbiased" in fake:
         result["is"] = inception_score(fake["logits_unbiased"], splits=10).mean
     if ref.pool_rows.shape[0] and "kid" in wanted:
@@ -151,7 +165,7 @@ def inception_metrics(spec, inception, folder, resolution, wanted) -> dict[str, 
     if ref.pool_rows.shape[0] > 3 and "precision_recall" in wanted:
         pr = precision_recall(ref.pool_rows, fake["pool"], k=3)
         result.update(precision=pr.precision, recall=pr.recall)
-    return result
+    return result, frechet
 
 
 def evaluate_cell(spec, module, entry, rule_entry, resolution, inception, wanted, cell: Path):
@@ -176,6 +190,7 @@ def evaluate_cell(spec, module, entry, rule_entry, resolution, inception, wanted
         )
     barrier()
     metrics: dict[str, float] = {}
+    frechet: dict[str, FrechetResult] = {}
     if "val_loss" in wanted and module.supports_validation_loss:
         batches = validation_batches(
             spec.val_shards, resolution, spec.val_loss_images, num_classes=spec.num_classes
@@ -196,8 +211,16 @@ def evaluate_cell(spec, module, entry, rule_entry, resolution, inception, wanted
         fake = load_images(cell / "images", range(spec.num_samples))
         metrics["swd"] = sliced_wasserstein_distance(real, fake, seed=spec.seed).average
     if inception is not None:
-        metrics.update(inception_metrics(spec, inception, cell / "images", resolution, wanted))
-    cfg = module.sampling_config
+        scores, frechet = inception_metrics(spec, inception, cell / "images", resolution, wanted)
+        metrics.update(scores)
+    card = grid_cell_card(
+        spec,
+        module,
+        rule,
+        resolution,
+        precision=spec.precision,
+        inception_tag=inception_tag(inception),
+    )
     record = {
         "model": entry.name,
         "checkpoint": entry.checkpoint,
@@ -206,15 +229,13 @@ def evaluate_cell(spec, module, entry, rule_entry, resolution, inception, wanted
         "height": h,
         "width": w,
         "train_resolution": "x".join(map(str, module.resolution)),
-        "sampler": spec.sampler.method or cfg.method,
-        "steps": spec.sampler.steps or cfg.steps,
-        "cfg_scale": spec.sampler.cfg_scale or cfg.cfg_scale,
-        "num_samples": spec.num_samples,
-        "precision": spec.precision,
         "metrics": metrics,
         "requested": wanted,
         "seconds": round(time.time() - started, 1),
+        "protocol": card.as_dict(),
     }
+    for name, result in frechet.items():  # the square root retried with the eps offset?
+        record[f"{name}_retried"], record[f"{name}_retry_reason"] = result.retried, result.reason
     if rank == 0:
         images = load_images(cell / "images", range(min(spec.grid_images, spec.num_samples)))
         save_image_grid(images.float() / 127.5 - 1, cell / "grid.png")
@@ -222,6 +243,22 @@ def evaluate_cell(spec, module, entry, rule_entry, resolution, inception, wanted
         tmp.write_text(json.dumps(record, indent=1))
         tmp.replace(cell / "metrics.json")  # the cell counts as done only when this exists
     return record
+
+
+def drop_stale_images(cell: Path, card: ProtocolCard) -> None:
+    """Delete the cell's images if they were generated under other ``GENERATION_FIELDS`` than
+    ``card``'s (or under unknown ones), then record ``card`` as theirs in generation.json."""
+    path = cell / "generation.json"
+    stored = json.loads(path.read_text()) if path.is_file() else None
+    if (cell / "images").is_dir() and changed_settings(stored, card, GENERATION_FIELDS):
+        shutil.rmtree(cell / "images")
+    cell.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(card.as_dict(), indent=1))
+
+
+def inception_tag(inception) -> str | None:
+    """The weights tag of the grid's Inception network (None: offline metrics only)."""
+    return None if inception is None else inception.weights_tag
 
 
 def not_applicable(module: Sampler, rule, resolution) -> str | None:
@@ -249,12 +286,19 @@ def run_grid(spec: GridSpec) -> Path:
         module = load_model(entry, device)
         for rule_entry in spec.rules_of(entry):
             for resolution in spec.resolutions:
-                reason = not_applicable(module, rule_entry.inference_rule(), resolution)
-                plans.append((entry, rule_entry, resolution, reason))
+                rule = rule_entry.inference_rule()
+                reason = not_applicable(module, rule, resolution)
+                card = None
+                if reason is None:  # what this run would record, to check finished cells
+                    card = grid_cell_card(
+                        spec, module, rule, resolution, precision=spec.precision,
+                        inception_tag=inception_tag(inception),
+                    )  # fmt: skip
+                plans.append((entry, rule_entry, resolution, reason, card))
         del module
     skipped = []
     current = None
-    for entry, rule_entry, resolution, reason in plans:
+    for entry, rule_entry, resolution, reason, card in plans:
         h, w = resolution
         cell = out / "cells" / entry.name / rule_entry.label / f"{h}x{w}"
         if reason is not None:
@@ -262,11 +306,14 @@ def run_grid(spec: GridSpec) -> Path:
             continue
         if (cell / "metrics.json").is_file():
             done = json.loads((cell / "metrics.json").read_text())
-            same = done.get("num_samples") == spec.num_samples and done.get("precision") == (
-                spec.precision
-            )
-            if same and set(wanted) <= set(done.get("requested", [])):
+            changed = changed_settings(done.get("protocol"), card)
+            if not changed and set(wanted) <= set(done.get("requested", [])):
                 continue
+            if changed and rank == 0:
+                print(f"[eval-grid] re-scoring {cell}: its {', '.join(changed)} differ(s)")
+        if rank == 0:
+            drop_stale_images(cell, card)
+        barrier()
         if current is None or current[0] is not entry:
             current = (entry, load_model(entry, device))
         if rank == 0:
