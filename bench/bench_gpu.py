@@ -1,4 +1,4 @@
-"""GPU throughput and model FLOP utilisation of DiT-XL/2 at 256 and 512 px in bf16.
+"""GPU throughput and model FLOP utilisation of DiT-XL/2 at 256 and 512 px (bf16 by default).
 
     python bench/bench_gpu.py [--model DiT-XL/2] [--resolutions 256 512] [--compile]
 
@@ -7,9 +7,10 @@ Needs CUDA: without a GPU it says so and exits 0. ``--device cpu`` runs the same
 
 Measured on the real ``DiffusionModule`` with SD-VAE latents (8x down, 4 channels; the batch
 holds precomputed latents, so the VAE is never run): a training step (``training_step`` under
-bf16 autocast, backward, AdamW, EMA) and a sampling step (one velocity evaluation of the EMA
-model without autograd). Images/s come from ``--iters`` back-to-back steps between two
-synchronisations, after ``--warmup`` steps.
+the precision's autocast, backward, AdamW, EMA; ``--precision auto``: bf16 where the GPU
+supports it) and a sampling step (one velocity evaluation of the EMA model without autograd).
+Images/s come from ``--iters`` back-to-back steps between two synchronisations, after
+``--warmup`` steps.
 
 FLOPs are counted analytically as 2 x multiply-adds: patch embedding, per block the adaLN
 projection, qkv, the attention matrices (QK^T and AV, 2 N^2 D), the output projection and the
@@ -25,7 +26,12 @@ import time
 import warnings
 
 import torch
-from bench_utils import machine_line, markdown_table
+from bench_utils import (
+    add_precision_option,
+    machine_line,
+    markdown_table,
+    resolve_bench_precision,
+)
 
 from lit_rpe.config import NetConfig
 from lit_rpe.models.sizes import parse_model_name
@@ -110,7 +116,9 @@ def timed(fn, device: str, warmup: int, iters: int) -> float:
     return (time.perf_counter() - start) / iters
 
 
-def make_steps(module: DiffusionModule, batch_size: int, latent: int, device: str) -> dict:
+def make_steps(
+    module: DiffusionModule, batch_size: int, latent: int, device: str, autocast: torch.dtype | None
+) -> dict:
     """The two timed steps on a fixed batch of random latents: ``train`` and ``sample``."""
     optimizer = module.configure_optimizers()["optimizer"]
     gen = torch.Generator().manual_seed(0)
@@ -120,8 +128,10 @@ def make_steps(module: DiffusionModule, batch_size: int, latent: int, device: st
     }
     t = torch.full((batch_size,), 0.5, device=device)
 
+    dtype, enabled = autocast or torch.float32, autocast is not None
+
     def train() -> None:
-        with torch.autocast(device, dtype=torch.bfloat16):
+        with torch.autocast(device, dtype=dtype, enabled=enabled):
             loss = module.training_step(batch, 0)
         loss.backward()
         optimizer.step()
@@ -130,7 +140,7 @@ def make_steps(module: DiffusionModule, batch_size: int, latent: int, device: st
 
     @torch.no_grad()
     def sample() -> None:
-        with torch.autocast(device, dtype=torch.bfloat16):
+        with torch.autocast(device, dtype=dtype, enabled=enabled):
             module.ema(batch["image"], t, batch["label"], rule_t=0.5)
 
     return {"train": train, "sample": sample}
@@ -152,6 +162,7 @@ def main() -> None:
     )
     parser.add_argument("--peak-tflops", type=float, default=None, help="override the table")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    add_precision_option(parser)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -161,13 +172,14 @@ def main() -> None:
         name = torch.cuda.get_device_name()
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-        device_line = f"{name}, CUDA {torch.version.cuda}, torch {torch.__version__}"
+        device_line = f"{name}, CUDA {torch.version.cuda}; host: {machine_line()}"
     else:
         name = "cpu"
         device_line = machine_line()
+    precision = resolve_bench_precision(args, args.device)
     peak = args.peak_tflops or (peak_tflops(name) if args.device == "cuda" else None)
 
-    print("## GPU: DiT images/s and model FLOP utilisation (bf16 autocast)\n")
+    print(f"## GPU: DiT images/s and model FLOP utilisation ({precision.name})\n")
     print(device_line)
     print(
         f"{args.model}, SD-VAE latents (f=8, 4 channels), {args.batch_tokens} latent tokens per "
@@ -192,7 +204,7 @@ def main() -> None:
         )
         for encoder in args.encoders:
             module = build(args.model, resolution, encoder, args)
-            steps = make_steps(module, batch_size, latent, args.device)
+            steps = make_steps(module, batch_size, latent, args.device, precision.autocast_dtype)
             for mode in args.modes:
                 fn = steps[mode]
                 if args.device == "cuda":

@@ -12,6 +12,7 @@ half-generated cell only generates its missing images. The report (``results.csv
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -41,6 +42,7 @@ from lit_rpe.eval.statistics import FeatureStatistics, all_gather_rows, fid_from
 from lit_rpe.eval.swd import sliced_wasserstein_distance
 from lit_rpe.eval.validation_loss import flow_validation_loss
 from lit_rpe.image_io import save_image_grid
+from lit_rpe.precision import resolve_precision
 
 
 def load_model(entry, device: torch.device):
@@ -238,6 +240,11 @@ def run_grid(spec: GridSpec) -> Path:
     if inception is not None:
         inception.to(device)
     rank, _ = rank_and_world()
+    # precision auto resolved once: every cell runs, records and is compared in the name used
+    resolved = resolve_precision(spec.precision, device.type)
+    spec = dataclasses.replace(spec, precision=resolved.name)
+    if rank == 0:
+        print(f"[eval-grid] {resolved.describe()}", flush=True)
     # Load every model and check every resolution first: a bad cell fails before any work.
     plans = []
     for entry in spec.models:
