@@ -14,8 +14,8 @@ one cell of the grid, is recomputed.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -26,6 +26,7 @@ from lit_rpe.cli import main as cli_main
 from lit_rpe.eval.grid import run_grid
 from lit_rpe.eval.grid_spec import load_grid
 from lit_rpe.experiments import compose
+from lit_rpe.precision import machine_description, trained_precision
 from lit_rpe.provenance import suite_commit
 
 DOCS = Path("docs")
@@ -85,6 +86,12 @@ def sample_strip(cells: Path, rule: str, resolutions: list[tuple[int, int]], out
     return True
 
 
+def recorded_precisions(results_csv: Path) -> list[str]:
+    """The precisions the grid's cells were evaluated in (its results.csv)."""
+    with results_csv.open() as f:
+        return sorted({row["precision"] for row in csv.DictReader(f)}) or ["unknown"]
+
+
 def write_results(grid_path: str, timings: dict, command: str) -> Path:
     """docs/RESULTS.md from the grid's outputs (table, plot, sample strips) and the reading."""
     spec = load_grid(grid_path, check_files=False)
@@ -109,9 +116,10 @@ def write_results(grid_path: str, timings: dict, command: str) -> Path:
         "",
         f"    {command}",
         "",
-        f"at commit `{timings.get('_commit') or suite_commit()}` on "
-        f"{platform.processor() or platform.machine()} "
-        f"({torch.get_num_threads()} threads, torch {torch.__version__}). Timings of this run: "
+        f"at commit `{timings.get('_commit') or suite_commit()}` on {machine_description()} "
+        f"({torch.get_num_threads()} threads, torch {torch.__version__}); trained in "
+        f"{', '.join(sorted({trained_precision(m.checkpoint) for m in spec.models}))}, "
+        f"evaluated in {', '.join(recorded_precisions(out / 'results.csv'))}. Timings of this run: "
         + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items() if k[0] != "_")
         + ". The numbers below are copied by `lit_rpe.study` from `"
         + str(out / "results.csv")

@@ -15,6 +15,7 @@ at the end.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -57,6 +58,7 @@ from lit_rpe.eval.statistics import FeatureStatistics, FrechetResult, fid_result
 from lit_rpe.eval.swd import sliced_wasserstein_distance
 from lit_rpe.eval.validation_loss import flow_validation_loss
 from lit_rpe.image_io import save_image_grid
+from lit_rpe.precision import resolve_precision
 from lit_rpe.sampler import RuleNotApplicable, Sampler
 
 
@@ -280,6 +282,11 @@ def run_grid(spec: GridSpec) -> Path:
     if inception is not None:
         inception.to(device)
     rank, _ = rank_and_world()
+    # precision auto resolved once: every cell runs, records and is compared in the name used
+    resolved = resolve_precision(spec.precision, device.type)
+    spec = dataclasses.replace(spec, precision=resolved.name)
+    if rank == 0:
+        print(f"[eval-grid] {resolved.describe()}", flush=True)
     # Load every model and check every resolution first: a bad cell fails before any work.
     plans = []
     for entry in spec.models:
