@@ -215,7 +215,9 @@ def write_cell(out: Path, rule: str, res: str, record: dict) -> None:
 
 def test_a_cell_under_another_protocol_is_flagged_and_scored_again(setup, monkeypatch):
     path, spec = setup
-    small = rewrite(path, spec, rules=["rpe2d_even"], resolutions=[16, 24], metrics=["swd"])
+    small = rewrite(
+        path, spec, rules=["rpe2d_even"], resolutions=[16, 24], metrics=["swd"], precision="fp32"
+    )
     run_grid(load_grid(small))
     out = Path(spec["out_dir"])
     record = read_cell(out, "rpe2d_even", "24x24")
