@@ -60,11 +60,14 @@ class Timings:
     def add(self, stage: str, wall_s: float, cpu_s: float) -> None:
         wall, cpu = self.data.get(stage, (0.0, 0.0))
         self.data[stage] = (wall + wall_s, cpu + cpu_s)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.data, indent=1))
+        self.save()
 
     def note(self, key: str, value: str) -> None:
         self.data.setdefault(key, value)
+        self.save()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(self.data, indent=1))
 
 
