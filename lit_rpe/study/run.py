@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> Path:
 
     started = time.process_time(), time.time()
     path = write_study(plan, STUDY_DIR, timings.data)
-    timings.add("objects, intervals, report", time.time() - started[1], time.process_time() - started[0])
+    timings.add(
+        "objects, intervals, report", time.time() - started[1], time.process_time() - started[0]
+    )
     print(f"[study] wrote {path}")
     return path
