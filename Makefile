@@ -104,7 +104,7 @@ bench-loader: $(STAMP) ## Loader throughput: streaming shards vs naive decode-th
 	$(PY) bench/bench_loader.py
 
 # ---- performance benchmarks (issue 8): each prints its configuration and a markdown table ----
-.PHONY: bench bench-train bench-sampling bench-memory bench-gpu gpu-check bench-reference
+.PHONY: bench bench-train bench-sampling bench-memory bench-gpu gpu-check bench-reference bench-study
 
 bench: $(STAMP) bench-train bench-sampling bench-memory ## The CPU benchmark set: training step, sampling per rule, memory
 
@@ -116,6 +116,9 @@ bench-sampling: $(STAMP) ## Sampling cost per step of every inference rule vs ex
 
 bench-memory: $(STAMP) ## Peak memory of a training and a sampling step, 256 to 4096 tokens [ARGS=]
 	$(PY) bench/bench_memory.py $(ARGS)
+
+bench-study: $(STAMP) ## make study's unit costs here vs AVX2-only fp32, and a finished study's projected AVX2 time [ARGS=]
+	$(PY) bench/bench_study_cost.py $(ARGS)
 
 bench-gpu: $(STAMP) ## DiT-XL/2 images/s and MFU at 256 and 512 px in bf16 (needs CUDA) [ARGS=]
 	$(PY) bench/bench_gpu.py $(ARGS)
