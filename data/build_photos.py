@@ -8,12 +8,12 @@ views of each). Running it again with the same arguments does nothing. See data/
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from rich.console import Console
 
-from lit_rpe.datasets.photos import PHOTOS, build_photo_set
+from lit_rpe.datasets.photos import build_photo_set
+from lit_rpe.datasets.shard_writer import add_writer_options, print_summaries
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "photos"
 
@@ -27,10 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--fov", type=float, default=0.5, help="patch side as a fraction of the photo's short side"
     )
-    parser.add_argument("--shard-size", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--no-progress", action="store_true")
+    add_writer_options(parser, shard_size=500)
     args = parser.parse_args(argv)
     summaries = build_photo_set(
         args.out,
@@ -43,13 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         args.workers,
         progress=not args.no_progress,
     )
-    console = Console()
-    for split, s in summaries.items():
-        state = "up to date" if s.written == 0 else f"{s.written} shard(s) written"
-        console.print(
-            f"{split}: {s.samples} samples of {len(PHOTOS)} classes in "
-            f"{s.written + s.reused} shards ({state}) -> {args.out / split}"
-        )
+    print_summaries(summaries, args.out, Console())
 
 
 if __name__ == "__main__":

@@ -9,13 +9,12 @@ nothing. See data/README.md.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from rich.console import Console
 
-from lit_rpe.datasets.shapes import CLASSES
 from lit_rpe.datasets.shapes_shards import build_shapes_set
+from lit_rpe.datasets.shard_writer import add_writer_options, print_summaries
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "shapes"
 
@@ -26,10 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-per-class", type=int, default=500)
     parser.add_argument("--val-per-class", type=int, default=100)
     parser.add_argument("--image-size", type=int, default=64, help="stored image side, pixels")
-    parser.add_argument("--shard-size", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--no-progress", action="store_true")
+    add_writer_options(parser, shard_size=1000)
     args = parser.parse_args(argv)
     summaries = build_shapes_set(
         args.out,
@@ -41,13 +37,7 @@ def main(argv: list[str] | None = None) -> None:
         args.workers,
         progress=not args.no_progress,
     )
-    console = Console()
-    for split, s in summaries.items():
-        state = "up to date" if s.written == 0 else f"{s.written} shard(s) written"
-        console.print(
-            f"{split}: {s.samples} samples of {len(CLASSES)} classes in "
-            f"{s.written + s.reused} shards ({state}) -> {args.out / split}"
-        )
+    print_summaries(summaries, args.out, Console())
 
 
 if __name__ == "__main__":

@@ -67,6 +67,13 @@ def test_expand_replaces_every_config_flag(tmp_path):
     assert args == ["fit", "--config", "x: 2\n", "--config", "x: 2\n", "--x=2"]
 
 
+def composed_config(args: list[str]) -> tuple[dict, dict]:
+    """The config ``expand_config_args`` hands LightningCLI, and its ModelCheckpoint entry."""
+    composed = OmegaConf.to_container(OmegaConf.create(args[2]), resolve=True)
+    callbacks = composed["trainer"]["callbacks"]
+    return composed, next(c for c in callbacks if c["class_path"].endswith("ModelCheckpoint"))
+
+
 def test_command_line_overrides_reach_interpolations():
     args = expand_config_args(
         [
@@ -80,10 +87,7 @@ def test_command_line_overrides_reach_interpolations():
             "--model.net.nope=1",
         ]
     )
-    composed = OmegaConf.to_container(OmegaConf.create(args[2]), resolve=True)
-    ckpt = next(
-        c for c in composed["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")
-    )
+    composed, ckpt = composed_config(args)
     assert ckpt["init_args"]["dirpath"] == "/tmp/x/checkpoints"
     assert composed["trainer"]["max_steps"] == 7
     assert "nope" not in composed["model"]["net"]  # unknown keys stay for LightningCLI to refuse
@@ -151,10 +155,7 @@ def test_a_study_seed_is_three_overrides_and_its_own_run_dir():
             "--trainer.default_root_dir=runs/study_cpu/shapes/seed2/rope_grid",
         ]
     )
-    composed = OmegaConf.to_container(OmegaConf.create(args[2]), resolve=True)
-    ckpt = next(
-        c for c in composed["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")
-    )
+    composed, ckpt = composed_config(args)
     assert ckpt["init_args"]["dirpath"] == "runs/study_cpu/shapes/seed2/rope_grid/checkpoints"
     assert composed["seed_everything"] == 2
     assert composed["model"]["seed"] == 2 and composed["data"]["seed"] == 2

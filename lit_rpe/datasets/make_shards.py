@@ -29,6 +29,8 @@ from lit_rpe.datasets.shard_writer import (
     ShardJob,
     UnreadableItem,
     WriteSummary,
+    add_writer_options,
+    print_summaries,
     shuffled_jobs,
     write_shards,
 )
@@ -119,21 +121,6 @@ def convert_tree(
     return summaries
 
 
-def report(summaries: dict[str, WriteSummary], out: Path, console: Console) -> None:
-    for split, s in summaries.items():
-        console.print(
-            f"[bold]{split}[/]: {s.samples} samples in {s.written + s.reused} shards "
-            f"({s.written} written, {s.reused} already done) -> {out / split}"
-        )
-        if s.unreadable:
-            console.print(
-                f"  [red]{len(s.unreadable)} unreadable file(s)[/], listed in "
-                f"{out / split / 'unreadable.txt'}:"
-            )
-            for _, reason in s.unreadable[:10]:
-                console.print(f"    {reason}")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("src", help="image tree: train/<class>/*, val/..., or <class>/*")
@@ -145,16 +132,13 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="hold out this fraction per class as val (class-per-folder trees)",
     )
-    parser.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sample shuffle")
+    add_writer_options(parser, shard_size=1000)
     parser.add_argument(
         "--verify",
         choices=("decode", "header"),
         default="decode",
         help="decode every image (finds truncated files) or parse headers only",
     )
-    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     summaries = convert_tree(
         args.src,
@@ -167,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         args.verify,
         progress=not args.no_progress,
     )
-    report(summaries, Path(args.out).resolve(), Console())
+    print_summaries(summaries, Path(args.out).resolve(), Console())
 
 
 if __name__ == "__main__":

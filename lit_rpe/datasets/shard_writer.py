@@ -13,9 +13,11 @@ A re-run with a different plan stops with an error instead of mixing two data se
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import multiprocessing
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lit_rpe.data.shard_list import read_manifest, write_manifest
@@ -182,3 +185,27 @@ def write_shards(
     summary.samples = sum(e["samples"] for e in entries.values())
     summary.unreadable = [u for name in sorted(entries) for u in entries[name]["unreadable"]]
     return summary
+
+
+def add_writer_options(parser: argparse.ArgumentParser, *, shard_size: int) -> None:
+    """The options every shard builder shares: --shard-size, --seed, --workers, --no-progress."""
+    parser.add_argument("--shard-size", type=int, default=shard_size, help="samples per shard")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the samples and their order")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def print_summaries(summaries: dict[str, WriteSummary], out: Path, console: Console) -> None:
+    """One line per split (samples, shards written and reused), and its unreadable files."""
+    for split, s in summaries.items():
+        console.print(
+            f"[bold]{split}[/]: {s.samples} samples in {s.written + s.reused} shards "
+            f"({s.written} written, {s.reused} already done) -> {out / split}"
+        )
+        if s.unreadable:
+            console.print(
+                f"  [red]{len(s.unreadable)} unreadable file(s)[/], listed in "
+                f"{out / split / 'unreadable.txt'}:"
+            )
+            for _, reason in s.unreadable[:10]:
+                console.print(f"    {reason}")

@@ -5,24 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import socket
 
-import pytest
 from PIL import Image
 
 from lit_rpe.data import ImageShardDataModule, iter_tar_samples
 from lit_rpe.datasets.photos import PHOTOS, build_photo_set, load_photo
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Any attempt to open a network connection fails the test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def snapshot(folder):

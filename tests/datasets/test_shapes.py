@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 
 import numpy as np
 import pytest
@@ -30,17 +29,6 @@ from lit_rpe.datasets.shapes_shards import build_shapes_set, load_scenes, refere
 from lit_rpe.eval.object_metrics import chroma, measure_objects
 
 RESOLUTIONS = (16, 24, 32, 48, 64)
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Any attempt to open a network connection fails the test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def scenes(count: int, seed: int = 0) -> list[Scene]:

@@ -32,8 +32,8 @@ def test_seeded_guided_dype_sampling_is_reproducible_per_sample():
     assert torch.isfinite(together).all()
 
 
-def test_dype_rule_sees_every_step_time():
-    model = tiny_model()
+def rule_times_seen(model, rule: str, steps: int) -> list[float]:
+    """The ``rule_t`` of every forward of an Euler sampling of ``model`` under ``rule``."""
     seen = []
     forward = model.forward
 
@@ -42,8 +42,16 @@ def test_dype_rule_sees_every_step_time():
         return forward(*args, **kwargs)
 
     model.forward = spy
-    v = guided_velocity(model, torch.tensor([1]), num_classes=4, rule=InferenceRule("dype_yarn"))
-    sample_ode(v, seeded_noise([0], (3, 32, 32)), steps=5, method="euler")
+    v = guided_velocity(model, torch.tensor([1]), num_classes=4, rule=InferenceRule(rule))
+    sample_ode(v, seeded_noise([0], (3, 32, 32)), steps=steps, method="euler")
+    model.forward = forward
+    return seen
+
+
+def test_dype_rule_sees_every_step_time():
+    model = tiny_model()
+    forward = model.forward
+    seen = rule_times_seen(model, "dype_yarn", steps=5)
     torch.testing.assert_close(torch.tensor(seen), torch.tensor([1.0, 0.8, 0.6, 0.4, 0.2]))
     # The encoding really changes with t: DyPE at t = 1 and t = 0.2 give different outputs.
     x = seeded_noise([1], (3, 32, 32))
@@ -59,17 +67,8 @@ def test_dype_rule_sees_every_step_time():
 
 def test_tasr_rule_follows_the_step_time_through_its_switch():
     model = tiny_model()
-    seen = []
     forward = model.forward
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs["rule_t"])
-        return forward(*args, **kwargs)
-
-    model.forward = spy
-    v = guided_velocity(model, torch.tensor([1]), num_classes=4, rule=InferenceRule("tasr"))
-    sample_ode(v, seeded_noise([0], (3, 32, 32)), steps=4, method="euler")
-    assert seen == [1.0, 0.75, 0.5, 0.25]
+    assert rule_times_seen(model, "tasr", steps=4) == [1.0, 0.75, 0.5, 0.25]
     x = seeded_noise([1], (3, 32, 32))
 
     def out(t):
