@@ -180,7 +180,8 @@ def aggregate(study: StudyCells, resamples: int = 1000) -> list[Row]:
         base = CellKey(key.model, BASE_RULE, key.height, key.width)
         versus = {}
         if key.rule != BASE_RULE and base in study.cells:
-            versus = {c.metric: c for c in compare(study, key, base, resamples)}
+            # the marks and the CSV use the paired seed interval only: no bootstrap needed
+            versus = {c.metric: c for c in compare(study, key, base, resamples=0)}
         for metric in study.metrics():
             values = study.cells[key].values(metric)
             rows.append(
