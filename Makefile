@@ -103,11 +103,11 @@ bench-loader: $(STAMP) ## Loader throughput: streaming shards vs naive decode-th
 	$(PY) bench/bench_loader.py
 
 # ---- performance benchmarks (issue 8): each prints its configuration and a markdown table ----
-.PHONY: bench bench-train bench-sampling bench-memory bench-gpu gpu-check
+.PHONY: bench bench-train bench-sampling bench-memory bench-gpu gpu-check bench-reference
 
 bench: $(STAMP) bench-train bench-sampling bench-memory ## The CPU benchmark set: training step, sampling per rule, memory
 
-bench-train: $(STAMP) ## Training images/s for sincos, rope, rpe2d at 64/256/1024 tokens, fp32 and bf16 [ARGS=]
+bench-train: $(STAMP) ## Training images/s for sincos, rope, rpe2d at 64/256/1024 tokens, native precision [ARGS=--dtypes fp32 bf16]
 	$(PY) bench/bench_train_step.py $(ARGS)
 
 bench-sampling: $(STAMP) ## Sampling cost per step of every inference rule vs extrapolate, at 2x and 4x [ARGS=]
@@ -124,3 +124,9 @@ bench-gpu: $(STAMP) ## DiT-XL/2 images/s and MFU at 256 and 512 px in bf16 (need
 gpu-check: ## GPU validation, <= 8 min on one H200: make gpu-check OUT=<dir> [SMOKE=1: CPU toy run]
 	@test -n "$(OUT)" || { echo "usage: make gpu-check OUT=<folder> [SMOKE=1]"; exit 2; }
 	PYTHON=$(if $(wildcard $(PY)),$(PY),$(PYTHON)) bash bench/gpu_check.sh "$(OUT)" $(if $(SMOKE),--smoke)
+# timm is what the reference's models.py imports; --no-deps: its torchvision requirement would
+# pull a CUDA build (bench_reference_dit.py stands a placeholder in for torchvision instead).
+bench-reference: $(STAMP) ## Our DiT-S/2 training step vs facebookresearch/DiT's: make bench-reference DIT=<local clone> [ARGS=--compile]
+	@test -n "$(DIT)" || { echo "usage: make bench-reference DIT=<local clone of facebookresearch/DiT> [ARGS=--compile]"; exit 2; }
+	@$(PY) -c "import timm" 2>/dev/null || $(PY) -m pip install --quiet --no-deps -c constraints.txt timm
+	$(PY) bench/bench_reference_dit.py --dit-repo "$(DIT)" $(ARGS)

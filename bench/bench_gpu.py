@@ -1,4 +1,4 @@
-"""GPU throughput and model FLOP utilisation of DiT-XL/2 at 256 and 512 px in bf16.
+"""GPU throughput and model FLOP utilisation of DiT-XL/2 at 256 and 512 px (bf16 by default).
 
     python bench/bench_gpu.py [--model DiT-XL/2] [--resolutions 256 512] [--batch-sizes 32 16]
         [--encoders sincos rope rpe2d] [--compile] [--probe-sdpa] [--json FILE]

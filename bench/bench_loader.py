@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_utils import machine_line
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
@@ -150,6 +151,8 @@ def main() -> None:
                 drop_last=True,
             ),
         }
+        print(machine_line())
+        print("precision: none (decoding and resizing only, uint8 and float32; no model runs)")
         print(
             f"{args.images} JPEGs, mean {mean_pixels:.2f} MP (long side {args.long_side[0]}-"
             f"{args.long_side[1]} px) -> {args.resolution}px random resize-and-crop, "

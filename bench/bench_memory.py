@@ -31,7 +31,7 @@ import sys
 import warnings
 
 import torch
-from bench_utils import machine_line, markdown_table
+from bench_utils import machine_line, markdown_table, resolve_bench_precision
 
 MIB = 2**20
 
@@ -76,7 +76,7 @@ def child(args) -> None:
         resolution=resolution,
         num_classes=1000,
     )
-    bf16 = args.dtype == "bf16"
+    bf16 = args.precision == "bf16"
     images = torch.rand(args.batch, 3, resolution, resolution) * 2 - 1
     batch = {"image": images, "label": torch.arange(args.batch)}
     if args.child_mode == "sample":
@@ -122,7 +122,7 @@ def run_child(args, mode: str, tokens: int) -> dict:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
     cmd = [sys.executable, __file__, "--child-mode", mode, "--child-tokens", str(tokens)]
     cmd += ["--model", args.model, "--encoder", args.encoder, "--batch", str(args.batch)]
-    cmd += ["--dtype", args.dtype] + (["--threads", str(args.threads)] if args.threads else [])
+    cmd += ["--precision", args.dtype] + (["--threads", str(args.threads)] if args.threads else [])
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"child {mode} {tokens} failed:\n{out.stderr[-3000:]}")
@@ -136,7 +136,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, nargs="+", default=[256, 1024, 2304, 4096])
     parser.add_argument("--modes", nargs="+", default=["train", "train+ckpt", "sample"])
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument(
+        "--precision", choices=["auto", "fp32", "bf16"], default="auto", help="auto: native"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--child-mode", help=argparse.SUPPRESS)
     parser.add_argument("--child-tokens", type=int, help=argparse.SUPPRESS)
@@ -144,6 +146,8 @@ def main() -> None:
     if args.child_mode:
         child(args)
         return
+    resolved = resolve_bench_precision(args)
+    args.dtype = resolved.name  # the children get the resolved name, not auto
     if not os.path.exists("/proc/self/clear_refs"):
         raise SystemExit("bench_memory needs Linux (/proc/self/clear_refs resets the peak RSS)")
     tokens = sorted(args.tokens)

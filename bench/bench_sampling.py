@@ -23,12 +23,14 @@ import argparse
 import torch
 from bench_utils import (
     CLOCKS,
+    add_precision_option,
     add_timing_options,
     interleaved_medians,
     machine_line,
     markdown_table,
     median,
     pm,
+    resolve_bench_precision,
     set_threads,
 )
 
@@ -77,7 +79,7 @@ def sampling_step(net: DiT, rule: InferenceRule, grid: int, args, times: FreshTi
     @torch.no_grad()
     def step() -> None:
         t = times()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             v = velocity(x, t)
         x.add_(v, alpha=-1e-3)  # the Euler update (a tiny step keeps x in range)
 
@@ -87,7 +89,7 @@ def sampling_step(net: DiT, rule: InferenceRule, grid: int, args, times: FreshTi
 def encoding_only(net: DiT, rule: InferenceRule, grid: int, args, times: FreshTimes):
     """A closure running only what the rule adds to a forward: frequencies and tables."""
     pos_h, pos_w = net.rule_positions(rule, args.batch, (grid, grid), seeds=list(range(args.batch)))
-    dtype = torch.bfloat16 if args.dtype == "bf16" and net.encoder == "rope" else torch.float32
+    dtype = torch.bfloat16 if args.bf16 and net.encoder == "rope" else torch.float32
 
     def encode() -> None:
         t = times()
@@ -111,21 +113,22 @@ def main() -> None:
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--encoders", nargs="+", default=["rope", "sincos"])
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    add_precision_option(parser)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     add_timing_options(parser)
     args = parser.parse_args()
     set_threads(args)
+    args.bf16 = resolve_bench_precision(args).name == "bf16"
 
     print("## Sampling: cost of one step per inference rule\n")
     print(machine_line())
     print(
         f"{args.model}, pixel space, trained on a {args.train_grid}x{args.train_grid} token grid "
         f"({args.train_grid**2} tokens; rope model with rpe2d positions, max_len "
-        f"{4 * args.train_grid}), batch {args.batch}, {args.dtype}, no guidance (one pass per "
-        f"step), a fresh t every step, warm-up {args.warmup}, {args.repeats} interleaved repeats "
-        f"(median; +- is half the IQR), {args.clock} clock"
+        f"{4 * args.train_grid}), batch {args.batch}, {'bf16' if args.bf16 else 'fp32'}, no "
+        f"guidance (one pass per step), a fresh t every step, warm-up {args.warmup}, "
+        f"{args.repeats} interleaved repeats (median; +- is half the IQR), {args.clock} clock"
     )
     rows = []
     for encoder in args.encoders:

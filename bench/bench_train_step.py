@@ -1,6 +1,7 @@
-"""Training-step throughput per positional encoding: sincos, rope and rpe2d, fp32 and bf16.
+"""Training-step throughput per positional encoding: sincos, rope and rpe2d, fp32 and/or bf16.
 
     python bench/bench_train_step.py [--models DiT-Ti/2 DiT-S/2] [--tokens 64 256 1024]
+        [--dtypes fp32 bf16]   (default: auto, the precision this CPU computes natively)
 
 A step is what ``lit-rpe fit`` runs per batch, on the real ``DiffusionModule`` in pixel space
 (no VAE): ``training_step`` (label dropout, training positions, t and noise from the step's
@@ -31,6 +32,7 @@ from bench_utils import (
     markdown_table,
     median,
     pm,
+    resolve_dtype_list,
     set_threads,
 )
 
@@ -77,7 +79,13 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--tokens-per-batch", type=int, default=2048)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "fp32", "bf16"],
+        help="auto: what this CPU computes natively (bf16 with avx512_bf16 or AMX, else fp32)",
+    )
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--micro-conditioning", action="store_true", help="rpe2d with micro-cond.")
@@ -86,10 +94,12 @@ def main() -> None:
     add_timing_options(parser)
     args = parser.parse_args()
     set_threads(args)
+    args.dtypes = resolve_dtype_list(args.dtypes)
     warnings.filterwarnings("ignore")  # self.log without a Trainer warns once per variant
 
     print("## Training step: images/s (forward + backward + AdamW + EMA)\n")
     print(machine_line())
+    print(f"precision: {', '.join(args.dtypes)} (--dtypes; auto resolved on this CPU)")
     print(
         f"pixel space (3 channels, no VAE), 1000 classes, AdamW lr 1e-4, "
         f"{args.tokens_per_batch} tokens per batch, warm-up {args.warmup}, "

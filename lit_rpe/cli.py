@@ -23,6 +23,7 @@ from typing import Literal
 
 import torch
 from lightning.pytorch import Trainer
+from lightning.pytorch.accelerators import Accelerator
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -30,6 +31,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lit_rpe.experiments import expand_config_args
 from lit_rpe.module import DiffusionModule
 from lit_rpe.posenc import INFERENCE_RULES
+from lit_rpe.precision import PrecisionRequest, accelerator_device_type, resolve_precision
 from lit_rpe.sampler import seeds_and_labels
 
 
@@ -49,7 +51,26 @@ def last_checkpoint(trainer: Trainer) -> Path | None:
 
 
 class LitRPETrainer(Trainer):
-    """Lightning's Trainer plus ``sample``, so LightningCLI exposes it as a subcommand."""
+    """Lightning's Trainer plus ``precision: auto`` and ``sample`` (a LightningCLI subcommand).
+
+    precision: ``auto`` (default: bf16-mixed where the device computes bf16 natively, else
+    32-true; see ``lit_rpe.precision``), ``bf16`` / ``bf16-mixed`` or ``fp32`` / ``32`` /
+    ``32-true``. Resolved once, here, before Lightning builds anything; the choice and its reason
+    are logged, and ``resolved_precision`` holds it.
+    """
+
+    def __init__(
+        self,
+        *,
+        precision: PrecisionRequest = "auto",
+        accelerator: str | Accelerator = "auto",
+        **kwargs,
+    ):
+        self.resolved_precision = resolve_precision(precision, accelerator_device_type(accelerator))
+        rank_zero_info(self.resolved_precision.describe())
+        super().__init__(
+            accelerator=accelerator, precision=self.resolved_precision.lightning, **kwargs
+        )
 
     def sample(
         self,
@@ -108,22 +129,26 @@ class LitRPETrainer(Trainer):
         labels, seeds = seeds_and_labels(
             range(num_images), seed=seed, num_classes=model.net.num_classes
         )
-        images = model.sample(
-            labels,
-            seeds,
-            resolution=resolution,
-            rule=inference_rule,
-            steps=steps,
-            method=method,
-            cfg_scale=cfg_scale,
-            use_ema=use_ema,
-        )
+        with self.precision_plugin.forward_context():  # bf16-mixed: autocast, as in training
+            images = model.sample(
+                labels,
+                seeds,
+                resolution=resolution,
+                rule=inference_rule,
+                steps=steps,
+                method=method,
+                cfg_scale=cfg_scale,
+                use_ema=use_ema,
+            )
         from lit_rpe.image_io import save_image_grid
 
         h, w = images.shape[-2:]
         folder = Path(out_dir) if out_dir else Path(self.default_root_dir) / "samples"
         out = save_image_grid(images, folder / f"{inference_rule.name}_{h}x{w}.png")
-        rank_zero_info(f"{num_images} samples of {path} at {h}x{w} ({inference_rule.name}): {out}")
+        rank_zero_info(
+            f"{num_images} samples of {path} at {h}x{w} ({inference_rule.name}, "
+            f"{self.resolved_precision.name}): {out}"
+        )
         return out
 
 

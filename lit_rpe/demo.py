@@ -16,6 +16,7 @@ from pathlib import Path
 from lit_rpe.callbacks.eval_history import markdown_tables, read_history_csv
 from lit_rpe.cli import main as cli_main
 from lit_rpe.experiments import compose
+from lit_rpe.precision import accelerator_device_type, resolve_precision, trained_precision
 
 
 def last_logged(metrics_csv: Path, names: list[str]) -> dict[str, str]:
@@ -28,7 +29,7 @@ def last_logged(metrics_csv: Path, names: list[str]) -> dict[str, str]:
     return found
 
 
-def summary(run_dir: Path, grids: list[Path], config: str) -> str:
+def summary(run_dir: Path, grids: list[Path], config: str, sampled_in: str) -> str:
     logs = sorted((run_dir / "logs").glob("version_*/metrics.csv"))
     metrics = {}
     for log in logs:
@@ -40,6 +41,8 @@ def summary(run_dir: Path, grids: list[Path], config: str) -> str:
         f"- checkpoint: `{run_dir / 'checkpoints' / 'last.ckpt'}`",
         f"- logs: `{run_dir / 'logs'}` (CSV), `{run_dir / 'tensorboard'}` (TensorBoard)",
         f"- last logged: {', '.join(f'{k} = {v}' for k, v in metrics.items()) or 'nothing yet'}",
+        f"- precision: trained in {trained_precision(run_dir / 'checkpoints' / 'last.ckpt')}, "
+        f"sampled in {sampled_in}",
         "- sample grids (EMA weights, 16 images, label = image index mod classes):",
         *[f"  - `{g}`" for g in grids],
         f"- grids saved during training: `{run_dir / 'samples'}/step*.png`",
@@ -70,7 +73,9 @@ def main(argv: list[str] | None = None) -> Path:
     for res in opts.resolutions:
         cli_main(["sample", "--config", opts.config, f"--resolution={res}"])
         grids.append(run_dir / "samples" / f"{rule}_{res}x{res}.png")
-    text = summary(run_dir, grids, opts.config)
+    device = accelerator_device_type(config.trainer.get("accelerator", "auto"))
+    sampled_in = resolve_precision(config.trainer.get("precision", "auto"), device).lightning
+    text = summary(run_dir, grids, opts.config, sampled_in)
     path = run_dir / "SUMMARY.md"
     path.write_text(text)
     print(text)

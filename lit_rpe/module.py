@@ -24,6 +24,7 @@ from lit_rpe.flow.samplers import sample_ode
 from lit_rpe.flow.validation import validation_losses
 from lit_rpe.models.dit import DiT
 from lit_rpe.posenc import InferenceRule
+from lit_rpe.precision import CHECKPOINT_KEY
 from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR, PIXEL_CHANNELS, as_height_width
 from lit_rpe.sampler import LazyVAE, Sampler, SamplerOptions, SamplingStart
 
@@ -211,6 +212,11 @@ class DiffusionModule(LightningModule, Sampler):
         ema_params = list(self.ema.parameters())
         torch._foreach_lerp_(ema_params, [p.detach() for p in self.net.parameters()], 1 - decay)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The precision the run trained in ("bf16-mixed" / "32-true": precision auto resolved),
+        # read back by the demo and study summaries.
+        checkpoint[CHECKPOINT_KEY] = str(self.trainer.precision)
+
     def on_train_epoch_end(self) -> None:
         sums = self.trainer.strategy.reduce(self._bucket_sum, reduce_op="sum")
         counts = self.trainer.strategy.reduce(self._bucket_count, reduce_op="sum")
@@ -223,8 +229,15 @@ class DiffusionModule(LightningModule, Sampler):
 
     def configure_optimizers(self):
         o = self.optim_config
+        # fused: one kernel per parameter instead of a dozen foreach passes (3.5x faster on CPU,
+        # about 1.3% of a DiT-S/2 step); same update, torch has it for CPU and CUDA tensors
+        fused = all(p.device.type in ("cpu", "cuda") for p in self.net.parameters())
         opt = torch.optim.AdamW(
-            self.net.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay
+            self.net.parameters(),
+            lr=o.lr,
+            betas=o.betas,
+            weight_decay=o.weight_decay,
+            fused=fused or None,
         )
         warmup = max(1, o.warmup_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))

@@ -142,19 +142,22 @@ class OfficialModel(nn.Module, Sampler):
 
     # -------------------------------------------------------------------------------- sampling
 
+    def guided_channels(self) -> int | None:
+        """``cfg_channels``: ``dit`` guides the first 3 latent channels, ``all`` every one."""
+        return OFFICIAL_GUIDED_CHANNELS if self.sampling_config.cfg_channels == "dit" else None
+
     def integrate(self, start: SamplingStart, options: SamplerOptions) -> torch.Tensor:
         """The file's own objective: SiT's interpolant through ``sample_ode``, DiT's DDPM chain
         (respaced to ``steps``) through ``ddpm_sample`` / ``ddim_sample``. DDPM and DDIM with
         eta > 0 draw each image's per-step noise from a generator of its own seed."""
         self._check_method(options.method)
         net = start.net
-        channels = OFFICIAL_GUIDED_CHANNELS if self.sampling_config.cfg_channels == "dit" else None
         denoise = guided_denoiser(
             net,
             start.labels,
             num_classes=net.num_classes,
             cfg_scale=options.cfg_scale,
-            guided_channels=channels,
+            guided_channels=self.guided_channels(),
             interval=options.guidance_interval,
             rule=start.rule,
             pos_h=start.pos_h,

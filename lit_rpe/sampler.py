@@ -109,17 +109,21 @@ class LazyVAE:
         self.path = path
         self._vae: SDVAE | None = None
 
+    def folder(self) -> str:
+        """The VAE's folder; ``ValueError`` saying what to pass when there is none."""
+        if not self.path:
+            raise ValueError(
+                "decoding latents needs vae_path: a local folder of the SD VAE the model was "
+                "trained with (stabilityai/sd-vae-ft-ema or sd-vae-ft-mse, downloaded by "
+                "hand), e.g. pretrained/sd-vae-ft-ema"
+            )
+        return self.path
+
     def get(self, device: torch.device) -> SDVAE:
         if self._vae is None:
-            if not self.path:
-                raise ValueError(
-                    "decoding latents needs vae_path: a local folder of the SD VAE the model was "
-                    "trained with (stabilityai/sd-vae-ft-ema or sd-vae-ft-mse, downloaded by "
-                    "hand), e.g. pretrained/sd-vae-ft-ema"
-                )
             from lit_rpe.models.vae import SDVAE
 
-            self._vae = SDVAE(self.path)
+            self._vae = SDVAE(self.folder())
         return self._vae.to(device)
 
 
@@ -207,6 +211,36 @@ class Sampler(Protocol):
         )
         return grid
 
+    def sampler_options(
+        self,
+        *,
+        steps: int | None = None,
+        method: str | None = None,
+        cfg_scale: float | None = None,
+        guidance_interval: tuple[float, float] | None = None,
+    ) -> SamplerOptions:
+        """The settings a ``sample`` call with these arguments uses: each unset one (None; a
+        cfg_scale of 0 is a setting) from ``sampling_config``."""
+        cfg = self.sampling_config
+        return SamplerOptions(
+            steps=steps or cfg.steps,
+            method=method or cfg.method,
+            cfg_scale=cfg.cfg_scale if cfg_scale is None else cfg_scale,
+            guidance_interval=guidance_interval or cfg.guidance_interval,
+        )
+
+    def guided_channels(self) -> int | None:
+        """How many leading output channels classifier-free guidance acts on; None: all of
+        them (the suite's flow matching; official files override, ``lit_rpe.guidance``)."""
+        return None
+
+    def shift_factor(self, rule: InferenceRule, grid: tuple[int, int]) -> float:
+        """The timestep-shift factor of ``rule`` on a token ``grid`` of this model (the trained
+        grid's token count against the target's)."""
+        return rule.shift_factor(
+            train_tokens=math.prod(self.net.train_grid), test_tokens=math.prod(grid)
+        )
+
     def sampling_start(
         self,
         labels: torch.Tensor | Sequence[int],
@@ -234,9 +268,7 @@ class Sampler(Protocol):
             pos_h=pos_h,
             pos_w=pos_w,
             grid=grid,
-            shift=rule.shift_factor(
-                train_tokens=math.prod(net.train_grid), test_tokens=math.prod(grid)
-            ),
+            shift=self.shift_factor(rule, grid),
         )
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -273,12 +305,8 @@ class Sampler(Protocol):
         """
         if decode and self.latent_factor > 1:
             self.vae.get(self.device)
-        cfg = self.sampling_config
-        options = SamplerOptions(
-            steps=steps or cfg.steps,
-            method=method or cfg.method,
-            cfg_scale=cfg.cfg_scale if cfg_scale is None else cfg_scale,
-            guidance_interval=guidance_interval or cfg.guidance_interval,
+        options = self.sampler_options(
+            steps=steps, method=method, cfg_scale=cfg_scale, guidance_interval=guidance_interval
         )
         start = self.sampling_start(labels, seeds, resolution, rule, use_ema)
         latents = self.integrate(start, options)

@@ -14,10 +14,9 @@ one cell of the grid, is recomputed.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
-import platform
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -27,6 +26,8 @@ from lit_rpe.cli import main as cli_main
 from lit_rpe.eval.grid import run_grid
 from lit_rpe.eval.grid_spec import load_grid
 from lit_rpe.experiments import compose
+from lit_rpe.precision import machine_description, trained_precision
+from lit_rpe.provenance import suite_commit
 
 DOCS = Path("docs")
 
@@ -60,18 +61,6 @@ def train_all(grid_path: str, timings: dict) -> None:
         )
 
 
-def commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        )
-        dirty = subprocess.run(["git", "status", "--porcelain", "lit_rpe", "experiments"],
-                               capture_output=True, text=True).stdout.strip()  # fmt: skip
-        return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
-    except OSError:
-        return "unknown"
-
-
 def sample_strip(cells: Path, rule: str, resolutions: list[tuple[int, int]], out: Path) -> bool:
     """One figure: a model's sample grids under ``rule`` at every resolution, side by side."""
     import matplotlib
@@ -95,6 +84,12 @@ def sample_strip(cells: Path, rule: str, resolutions: list[tuple[int, int]], out
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return True
+
+
+def recorded_precisions(results_csv: Path) -> list[str]:
+    """The precisions the grid's cells were evaluated in (its results.csv)."""
+    with results_csv.open() as f:
+        return sorted({row["precision"] for row in csv.DictReader(f)}) or ["unknown"]
 
 
 def write_results(grid_path: str, timings: dict, command: str) -> Path:
@@ -121,9 +116,10 @@ def write_results(grid_path: str, timings: dict, command: str) -> Path:
         "",
         f"    {command}",
         "",
-        f"at commit `{timings.get('_commit') or commit()}` on "
-        f"{platform.processor() or platform.machine()} "
-        f"({torch.get_num_threads()} threads, torch {torch.__version__}). Timings of this run: "
+        f"at commit `{timings.get('_commit') or suite_commit()}` on {machine_description()} "
+        f"({torch.get_num_threads()} threads, torch {torch.__version__}); trained in "
+        f"{', '.join(sorted({trained_precision(m.checkpoint) for m in spec.models}))}, "
+        f"evaluated in {', '.join(recorded_precisions(out / 'results.csv'))}. Timings of this run: "
         + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items() if k[0] != "_")
         + ". The numbers below are copied by `lit_rpe.study` from `"
         + str(out / "results.csv")
@@ -155,7 +151,7 @@ def main(argv: list[str] | None = None) -> Path:
     timing_file = Path(load_grid(opts.grid, check_files=False).out_dir) / "timings.json"
     timings = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
     if not opts.report_only:
-        timings.setdefault("_commit", commit())  # the code the run started at
+        timings.setdefault("_commit", suite_commit())  # the code the run started at
         train_all(opts.grid, timings)
         timing_file.parent.mkdir(parents=True, exist_ok=True)
         timing_file.write_text(json.dumps(timings))

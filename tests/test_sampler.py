@@ -31,7 +31,7 @@ def test_bad_resolution_is_a_plain_error_and_a_rule_that_cannot_run_is_typed():
 def test_both_models_share_the_interface_methods():
     for cls in (DiffusionModule, OfficialModel):
         assert Sampler in cls.__mro__
-        for name in ("sample", "sample_latents", "sampling_start", "decode"):
+        for name in ("sample", "sample_latents", "sampling_start", "decode", "sampler_options"):
             assert name in vars(Sampler) and name not in vars(cls), (cls, name)
     assert DiffusionModule.supports_validation_loss and not OfficialModel.supports_validation_loss
 

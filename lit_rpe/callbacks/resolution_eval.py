@@ -4,15 +4,17 @@ inference rules every n steps, with the eval grid's own code, on any number of p
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Literal
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lit_rpe.callbacks.eval_history import EvalHistory
+from lit_rpe.callbacks.eval_progress import EvalProgress
 from lit_rpe.eval.grid_spec import (
     ALL_METRICS,
     INCEPTION_METRICS,
@@ -21,6 +23,7 @@ from lit_rpe.eval.grid_spec import (
     SamplerEntry,
     parse_rule,
 )
+from lit_rpe.precision import PrecisionRequest, accelerator_device_type, resolve_precision
 from lit_rpe.resolution import as_height_width
 
 # What ``metrics: auto`` adds to the offline metrics when the Inception weights exist.
@@ -54,14 +57,18 @@ class ResolutionEvalCallback(Callback):
     resolutions: pixels, int (square) or [H, W]. rules: names or mappings with add-ons, as the
     grid file's ``rules`` (``{name: ntk, timestep_shift: auto}``). sampler: method / steps /
     cfg_scale, unset ones from the model. batch_size: images per sampler call and per
-    validation-loss batch. precision: ``bf16`` autocast for sampling and the validation loss.
+    validation-loss batch. precision: of the sampling and the validation loss, resolved at set-up
+    by ``lit_rpe.precision.resolve_precision`` on the Trainer's device (``auto``: bf16 where the
+    device computes it natively, else fp32).
     val_shards: default the data module's. num_reference: reference images per resolution
     (default ``num_images``). val_loss_images / val_loss_t: the validation-loss protocol.
     inception_weights / reference_cache / fid_method: as in the grid file.
 
-    Writes ``<run dir>/eval/history.csv`` (step, cell, metric, value) and ``history.png`` (each
-    metric against the step, one line per cell) from rank 0, and logs ``eval/<metric>/<cell>``
-    to every logger. The history is checkpointed: a resumed run continues the curves.
+    Writes ``<run dir>/eval/history.csv`` (step, cell, metric, value), ``history.png`` (each
+    metric against the step, one line per cell) and ``protocol.json`` (each cell's protocol card,
+    ``lit_rpe.eval.protocol``, as of the last evaluation) from rank 0, and logs
+    ``eval/<metric>/<cell>`` to every logger. The history is checkpointed: a resumed run
+    continues the curves.
     """
 
     def __init__(
@@ -73,7 +80,7 @@ class ResolutionEvalCallback(Callback):
         metrics: list[str] | Literal["auto"] = "auto",
         sampler: SamplerEntry = SamplerEntry(),  # noqa: B008 (frozen; jsonargparse's default)
         batch_size: int = 64,
-        precision: Literal["bf16", "fp32"] = "fp32",
+        precision: PrecisionRequest = "auto",
         val_shards: str | list[str] | None = None,
         num_reference: int | None = None,
         val_loss_images: int = 1024,
@@ -122,6 +129,7 @@ class ResolutionEvalCallback(Callback):
         self.reference_cache = reference_cache
         self.fid_method = fid_method
         self.history = EvalHistory()
+        self.cards: dict[str, dict] = {}  # cell label -> protocol card of its last evaluation
         self._settings = None
         self._plan = None
 
@@ -137,14 +145,16 @@ class ResolutionEvalCallback(Callback):
         for cell in self.cells:
             self._check_cell(pl_module, cell)
         self._plan = self._metric_plan()
+        precision = resolve_precision(self.precision, accelerator_device_type(trainer.accelerator))
+        rank_zero_info(f"ResolutionEvalCallback: {precision.describe()}")
         self._settings = CellSettings(
             val_shards=shards,
             num_samples=self.num_images,
             num_reference=self.num_reference,
+            precision=precision,
             batch_size=self.batch_size,
             seed=self.seed,
             sampler=self.sampler,
-            precision=self.precision,
             val_loss_images=self.val_loss_images,
             val_loss_t=self.val_loss_t,
             num_classes=pl_module.net.num_classes,
@@ -255,6 +265,7 @@ class ResolutionEvalCallback(Callback):
         """Score every cell at the current step (all ranks), log and record the numbers."""
         from lit_rpe.eval.cell import score_cell
         from lit_rpe.eval.generation import generate_chunks
+        from lit_rpe.eval.protocol import cell_card
         from lit_rpe.eval.references import reference_swd_descriptors
 
         if self._settings is None:
@@ -280,12 +291,22 @@ class ResolutionEvalCallback(Callback):
                     autocast_dtype=settings.autocast_dtype,
                     **settings.sample_kwargs,
                 )
-                results[cell.label] = score_cell(
-                    pl_module, rule, cell.resolution, images, settings, plan
-                )
+                scores = score_cell(pl_module, rule, cell.resolution, images, settings, plan)
+                results[cell.label] = scores.metrics
+                for name, frechet in scores.frechet.items():
+                    if frechet.retried:
+                        rank_zero_warn(
+                            f"ResolutionEvalCallback step {step}, {cell.label}: the matrix "
+                            f"square root of {name} was retried with an eps offset; "
+                            f"{frechet.reason}"
+                        )
                 if progress is not None:
                     seconds = time.perf_counter() - started
-                    progress.cell_done(cell.label, self.num_images, seconds, results[cell.label])
+                    progress.cell_done(cell.label, self.num_images, seconds, scores.metrics)
+                    card = cell_card(
+                        settings, pl_module, rule, cell.resolution, inception_tag=plan.inception_tag
+                    )
+                    self.cards[cell.label] = {"step": step, **card.as_dict()}
         finally:
             for module, mode in modes.items():
                 module.training = mode
@@ -304,32 +325,7 @@ class ResolutionEvalCallback(Callback):
             return
         folder = Path(trainer.default_root_dir) / "eval"
         self.history.write_csv(folder / "history.csv")
+        if self.cards:  # a resumed run keeps the file until its first evaluation
+            (folder / "protocol.json").write_text(json.dumps(self.cards, indent=1))
         if figure:
             self.history.plot(folder / "history.png")
-
-
-class EvalProgress:
-    """Rank 0's progress lines: cells done / total and images per second, printed through
-    rich's console (above a RichProgressBar when one is live)."""
-
-    def __init__(self, total: int, step: int):
-        from rich import get_console
-
-        self.console = get_console()
-        self.total, self.step, self.done = total, step, 0
-        self.started = time.perf_counter()
-        self.console.print(f"[bold cyan]eval[/] step {step}: scoring {total} cells")
-
-    def cell_done(self, label: str, images: int, seconds: float, metrics: dict) -> None:
-        self.done += 1
-        scores = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        self.console.print(
-            f"[bold cyan]eval[/] step {self.step}: cells {self.done}/{self.total} "
-            f"[bold]{label}[/] {images} images in {seconds:.1f} s "
-            f"({images / max(seconds, 1e-9):.1f} img/s): {scores}"
-            + (
-                f"  [dim](all cells {time.perf_counter() - self.started:.0f} s)[/]"
-                if self.done == self.total
-                else ""
-            )
-        )

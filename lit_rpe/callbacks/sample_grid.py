@@ -66,7 +66,8 @@ class SampleGridCallback(Callback):
             range(self.num_images), seed=self.seed, num_classes=pl_module.net.num_classes
         )
         for h, w in self.resolutions(pl_module):
-            images = pl_module.sample(labels, seeds, resolution=(h, w))
+            with trainer.precision_plugin.forward_context():  # the run's precision (autocast)
+                images = pl_module.sample(labels, seeds, resolution=(h, w))
             path = save_image_grid(images, out_dir / f"step{trainer.global_step:07d}_{h}x{w}.png")
             self.saved.append(path)
             rank_zero_info(f"sample grid: {path}")

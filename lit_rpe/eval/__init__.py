@@ -10,7 +10,8 @@
   flow-matching loss at any resolution and rule.
 - ``cell``: one cell (model, rule, resolution) scored with every metric, the core that the eval
   grid and ``lit_rpe.callbacks.ResolutionEvalCallback`` share.
-- ``grid_spec``, ``grid``, ``report``: the eval grid (``python -m lit_rpe.eval.grid``).
+- ``grid_spec``, ``grid``, ``report``: the eval grid (``python -m lit_rpe.eval.grid``);
+  ``protocol``: the protocol card recorded with every number.
 
 Names are imported on first use, so ``import lit_rpe.eval.grid_spec`` stays light.
 """
@@ -31,10 +32,12 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "PYTORCH_FID_FILENAME": "inception_weights",
         "PYTORCH_FID_URL": "inception_weights",
         "PrecisionRecall": "scores",
+        "ProtocolCard": "protocol",
         "SWDResult": "swd",
         "TORCH_FIDELITY_FILENAME": "inception_weights",
         "TORCH_FIDELITY_URL": "inception_weights",
         "WEIGHTS_ENV_VAR": "inception_weights",
+        "build_card": "protocol",
         "default_weights_dir": "inception_weights",
         "fid_from_statistics": "statistics",
         "fid_result_from_statistics": "statistics",

@@ -32,7 +32,7 @@ from lit_rpe.eval.references import (
     reference_swd_descriptors,
 )
 from lit_rpe.eval.scores import inception_score, kernel_inception_distance, precision_recall
-from lit_rpe.eval.statistics import FeatureStatistics, fid_from_statistics
+from lit_rpe.eval.statistics import FeatureStatistics, FrechetResult, fid_result_from_statistics
 from lit_rpe.eval.swd import (
     descriptor_row_width,
     descriptor_rows,
@@ -43,6 +43,7 @@ from lit_rpe.eval.swd import (
 )
 from lit_rpe.eval.validation_loss import flow_validation_loss
 from lit_rpe.posenc import InferenceRule
+from lit_rpe.precision import ResolvedPrecision
 from lit_rpe.resolution import as_height_width
 from lit_rpe.sampler import Sampler
 
@@ -55,8 +56,9 @@ class CellSettings:
     images per cell; num_reference: reference images per resolution. batch_size: images per
     sampler call (the fixed chunks) and per validation-loss batch. seed: image i uses seed
     ``seed + i``; also the seed of the validation-loss noise and of the SWD patches.
-    sampler: method / steps / cfg_scale, None keeping the model's own. precision: ``bf16``
-    samples and computes the validation loss under bf16 autocast. val_loss_images / val_loss_t:
+    sampler: method / steps / cfg_scale, None keeping the model's own. precision: the resolved
+    precision (``lit_rpe.precision.resolve_precision``) of the sampling and the validation loss,
+    whose short name the protocol card records. val_loss_images / val_loss_t:
     the validation-loss protocol. num_classes: the label check of the validation shards (None:
     their ``classes.json``). reference_cache: the folder of cached reference statistics.
     fid_method: FID's matrix square root. adm_references: ADM reference batches, keyed "HxW".
@@ -65,10 +67,10 @@ class CellSettings:
     val_shards: str | tuple[str, ...]
     num_samples: int
     num_reference: int
+    precision: ResolvedPrecision
     batch_size: int = 32
     seed: int = 0
     sampler: SamplerEntry = field(default_factory=SamplerEntry)
-    precision: Literal["bf16", "fp32"] = "fp32"
     val_loss_images: int = 64
     val_loss_t: int = 8
     num_classes: int | None = None
@@ -78,7 +80,7 @@ class CellSettings:
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
-        return torch.bfloat16 if self.precision == "bf16" else None
+        return self.precision.autocast_dtype
 
     @property
     def sample_kwargs(self) -> dict:
@@ -86,7 +88,8 @@ class CellSettings:
         return {k: v for k, v in vars(self.sampler).items() if v is not None}
 
     @classmethod
-    def of_grid(cls, spec: GridSpec) -> CellSettings:
+    def of_grid(cls, spec: GridSpec, precision: ResolvedPrecision) -> CellSettings:
+        """The settings of a grid file, run in ``precision`` (``spec.precision`` resolved)."""
         return cls(
             val_shards=spec.val_shards,
             num_samples=spec.num_samples,
@@ -94,7 +97,7 @@ class CellSettings:
             batch_size=spec.batch_size,
             seed=spec.seed,
             sampler=spec.sampler,
-            precision=spec.precision,
+            precision=precision,
             val_loss_images=spec.val_loss_images,
             val_loss_t=spec.val_loss_t,
             num_classes=spec.num_classes,
@@ -114,6 +117,20 @@ class MetricPlan:
     inception: torch.nn.Module | None = None
     weights_tag: str = ""
     dropped: tuple[str, ...] = ()
+
+    @property
+    def inception_tag(self) -> str | None:
+        """The Inception weights tag of the protocol card; None for offline metrics only."""
+        return self.weights_tag if self.inception is not None else None
+
+
+@dataclass(frozen=True)
+class CellScores:
+    """A cell's numbers: ``metrics`` (name -> value) and, for FID and sFID, the
+    ``FrechetResult`` saying whether the matrix square root was retried."""
+
+    metrics: dict[str, float]
+    frechet: dict[str, FrechetResult] = field(default_factory=dict)
 
 
 def plan_metrics(
@@ -197,7 +214,7 @@ def inception_metrics(
     plan: MetricPlan,
     resolution: tuple[int, int],
     settings: CellSettings,
-) -> dict[str, float]:
+) -> CellScores:
     """FID, sFID, IS, KID, precision/recall (those wanted) of the generated features ``fake``
     against the cell's reference."""
     h, w = resolution
@@ -214,13 +231,12 @@ def inception_metrics(
             weights_tag=plan.weights_tag,
             num_classes=settings.num_classes,
         )
-    wanted, result = plan.wanted, {}
-    if "fid" in wanted:
-        stats = FeatureStatistics(fake["pool"].shape[1]).update(fake["pool"])
-        result["fid"] = fid_from_statistics(stats, ref.pool, method=settings.fid_method)
-    if "sfid" in wanted:
-        stats = FeatureStatistics(fake["spatial"].shape[1]).update(fake["spatial"])
-        result["sfid"] = fid_from_statistics(stats, ref.spatial, method=settings.fid_method)
+    wanted, frechet = plan.wanted, {}
+    for name, key, reference in (("fid", "pool", ref.pool), ("sfid", "spatial", ref.spatial)):
+        if name in wanted:
+            stats = FeatureStatistics(fake[key].shape[1]).update(fake[key])
+            frechet[name] = fid_result_from_statistics(stats, reference, method=settings.fid_method)
+    result = {name: r.value for name, r in frechet.items()}
     if "is" in wanted and "logits_unbiased" in fake:
         result["is"] = inception_score(fake["logits_unbiased"], splits=10).mean
     if ref.pool_rows.shape[0] and "kid" in wanted:
@@ -231,7 +247,7 @@ def inception_metrics(
     if ref.pool_rows.shape[0] > 3 and "precision_recall" in wanted:
         pr = precision_recall(ref.pool_rows, fake["pool"], k=3)
         result.update(precision=pr.precision, recall=pr.recall)
-    return result
+    return CellScores(result, frechet)
 
 
 @torch.no_grad()
@@ -242,7 +258,7 @@ def score_cell(
     chunks: Iterable[ImageChunk],
     settings: CellSettings,
     plan: MetricPlan,
-) -> dict[str, float]:
+) -> CellScores:
     """Every wanted metric of one cell: ``val_loss`` (models with a flow-matching objective),
     ``swd``, then the Inception metrics. ``chunks``: this rank's images of the cell, consumed
     here (a generator samples them as they are scored). Every rank must call it; every rank
@@ -264,9 +280,10 @@ def score_cell(
         fake = rows_to_descriptors(rows["swd"], resolution)
         levels = pyramid_resolutions(*resolution)
         metrics["swd"] = swd_from_descriptors(list(real), fake, levels, seed=settings.seed).average
-    if plan.inception is not None:
-        metrics.update(inception_metrics(rows, plan, resolution, settings))
-    return metrics
+    if plan.inception is None:
+        return CellScores(metrics)
+    scores = inception_metrics(rows, plan, resolution, settings)
+    return CellScores({**metrics, **scores.metrics}, scores.frechet)
 
 
 def _shards(settings: CellSettings) -> str | tuple[str, ...]:

@@ -4,16 +4,21 @@
 
 Each cell (model, rule, resolution) generates ``num_samples`` seed-indexed images into
 ``<out_dir>/cells/<model>/<rule>/<H>x<W>/images`` (split across ranks under torchrun), scores
-them and writes ``metrics.json`` there; a cell with that file is skipped on the next run, and a
-half-generated cell only generates its missing images. The report (``results.csv``,
-``results.md``, ``fid_vs_resolution.png``) is rebuilt from all cells at the end.
+them and writes ``metrics.json`` there, with the cell's protocol card (``lit_rpe.eval.protocol``).
+A cell with that file is skipped on the next run unless its card differs in a setting that
+defines the numbers (``changed_settings``); a half-generated cell only generates its missing
+images, unless they were made under other generation settings (``generation.json``). The
+report (``results.csv``, ``results.md``, ``fid_vs_resolution.png``) is rebuilt from all cells
+at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -28,11 +33,14 @@ from lit_rpe.eval.grid_spec import (
     OFFLINE_METRICS,
     GridSpec,
     ModelEntry,
+    RuleEntry,
     load_grid,
 )
+from lit_rpe.eval.protocol import GENERATION_FIELDS, ProtocolCard, cell_card, changed_settings
 from lit_rpe.eval.references import reference_swd_descriptors
 from lit_rpe.eval.report import write_report
 from lit_rpe.image_io import save_image_grid
+from lit_rpe.precision import resolve_precision
 from lit_rpe.sampler import RuleNotApplicable, Sampler
 
 
@@ -71,13 +79,21 @@ def load_images(folder: Path, indices) -> torch.Tensor:
     return torch.from_numpy(read_images(folder, indices)).permute(0, 3, 1, 2).contiguous()
 
 
-def evaluate_cell(spec, module, entry, rule_entry, resolution, plan: MetricPlan, cell: Path):
+def evaluate_cell(
+    spec: GridSpec,
+    settings: CellSettings,
+    plan: MetricPlan,
+    module: Sampler,
+    entry: ModelEntry,
+    rule_entry: RuleEntry,
+    resolution: tuple[int, int],
+    cell: Path,
+) -> dict:
     """Generate and score one cell; returns its record (also written to metrics.json)."""
     rank, _ = rank_and_world()
     rule = rule_entry.inference_rule()
     h, w = resolution
     started = time.time()
-    settings = CellSettings.of_grid(spec)
     generate_to_folder(
         module,
         cell / "images",
@@ -91,8 +107,8 @@ def evaluate_cell(spec, module, entry, rule_entry, resolution, plan: MetricPlan,
     )
     barrier()
     images = read_chunks(cell / "images", num_images=spec.num_samples, batch_size=spec.batch_size)
-    metrics = score_cell(module, rule, resolution, images, settings, plan)
-    cfg = module.sampling_config
+    scores = score_cell(module, rule, resolution, images, settings, plan)
+    card = cell_card(settings, module, rule, resolution, inception_tag=plan.inception_tag)
     record = {
         "model": entry.name,
         "checkpoint": entry.checkpoint,
@@ -101,15 +117,13 @@ def evaluate_cell(spec, module, entry, rule_entry, resolution, plan: MetricPlan,
         "height": h,
         "width": w,
         "train_resolution": "x".join(map(str, module.resolution)),
-        "sampler": spec.sampler.method or cfg.method,
-        "steps": spec.sampler.steps or cfg.steps,
-        "cfg_scale": spec.sampler.cfg_scale or cfg.cfg_scale,
-        "num_samples": spec.num_samples,
-        "precision": spec.precision,
-        "metrics": metrics,
+        "metrics": scores.metrics,
         "requested": list(plan.wanted),
         "seconds": round(time.time() - started, 1),
+        "protocol": card.as_dict(),
     }
+    for name, result in scores.frechet.items():  # the square root retried with the eps offset?
+        record[f"{name}_retried"], record[f"{name}_retry_reason"] = result.retried, result.reason
     if rank == 0:
         images = load_images(cell / "images", range(min(spec.grid_images, spec.num_samples)))
         save_image_grid(images.float() / 127.5 - 1, cell / "grid.png")
@@ -117,6 +131,17 @@ def evaluate_cell(spec, module, entry, rule_entry, resolution, plan: MetricPlan,
         tmp.write_text(json.dumps(record, indent=1))
         tmp.replace(cell / "metrics.json")  # the cell counts as done only when this exists
     return record
+
+
+def drop_stale_images(cell: Path, card: ProtocolCard) -> None:
+    """Delete the cell's images if they were generated under other ``GENERATION_FIELDS`` than
+    ``card``'s (or under unknown ones), then record ``card`` as theirs in generation.json."""
+    path = cell / "generation.json"
+    stored = json.loads(path.read_text()) if path.is_file() else None
+    if (cell / "images").is_dir() and changed_settings(stored, card, GENERATION_FIELDS):
+        shutil.rmtree(cell / "images")
+    cell.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(card.as_dict(), indent=1))
 
 
 def not_applicable(module: Sampler, rule, resolution) -> str | None:
@@ -138,18 +163,30 @@ def run_grid(spec: GridSpec) -> Path:
     if plan.inception is not None:
         plan.inception.to(device)
     rank, _ = rank_and_world()
+    # precision auto resolved once: every cell runs, records and is compared in the name used
+    resolved = resolve_precision(spec.precision, device.type)
+    spec = dataclasses.replace(spec, precision=resolved.name)
+    settings = CellSettings.of_grid(spec, resolved)
+    if rank == 0:
+        print(f"[eval-grid] {resolved.describe()}", flush=True)
     # Load every model and check every resolution first: a bad cell fails before any work.
-    plans = []
+    cells = []
     for entry in spec.models:
         module = load_model(entry, device)
         for rule_entry in spec.rules_of(entry):
             for resolution in spec.resolutions:
-                reason = not_applicable(module, rule_entry.inference_rule(), resolution)
-                plans.append((entry, rule_entry, resolution, reason))
+                rule = rule_entry.inference_rule()
+                reason = not_applicable(module, rule, resolution)
+                card = None
+                if reason is None:  # what this run would record, to check finished cells
+                    card = cell_card(
+                        settings, module, rule, resolution, inception_tag=plan.inception_tag
+                    )
+                cells.append((entry, rule_entry, resolution, reason, card))
         del module
     skipped = []
     current = None
-    for entry, rule_entry, resolution, reason in plans:
+    for entry, rule_entry, resolution, reason, card in cells:
         h, w = resolution
         cell = out / "cells" / entry.name / rule_entry.label / f"{h}x{w}"
         if reason is not None:
@@ -157,16 +194,19 @@ def run_grid(spec: GridSpec) -> Path:
             continue
         if (cell / "metrics.json").is_file():
             done = json.loads((cell / "metrics.json").read_text())
-            same = done.get("num_samples") == spec.num_samples and done.get("precision") == (
-                spec.precision
-            )
-            if same and set(plan.wanted) <= set(done.get("requested", [])):
+            changed = changed_settings(done.get("protocol"), card)
+            if not changed and set(plan.wanted) <= set(done.get("requested", [])):
                 continue
+            if changed and rank == 0:
+                print(f"[eval-grid] re-scoring {cell}: its {', '.join(changed)} differ(s)")
+        if rank == 0:
+            drop_stale_images(cell, card)
+        barrier()
         if current is None or current[0] is not entry:
             current = (entry, load_model(entry, device))
         if rank == 0:
             print(f"[eval-grid] {entry.name} / {rule_entry.label} / {h}x{w}", flush=True)
-        evaluate_cell(spec, current[1], entry, rule_entry, resolution, plan, cell)
+        evaluate_cell(spec, settings, plan, current[1], entry, rule_entry, resolution, cell)
     if rank == 0:
         return write_report(spec, note=note, skipped=skipped)
     return out / "results.md"

@@ -103,8 +103,10 @@ class SamplerEntry:
 class GridSpec:
     """A whole grid. num_samples: generated images per cell (and reference images, unless
     ``reference_images``); val_loss_images / val_loss_t: the validation-loss protocol;
-    precision: ``bf16`` or ``fp32`` sampling; inception_weights: a weight file (default: the
-    standard places; ``metrics: auto`` falls back to the offline metrics without one).
+    precision: ``auto`` (bf16 where the device computes it natively, else fp32; see
+    ``lit_rpe.precision``), ``bf16`` or ``fp32``, for sampling and the validation loss;
+    inception_weights: a weight file (default: the standard places; ``metrics: auto`` falls back
+    to the offline metrics without one).
     reference_cache: where reference statistics are cached. adm_references: ADM reference
     batches used instead of computed references, keyed "HxW" (e.g. ``{"256x256": path}``).
     fid_method: the matrix square root of FID (``sqrtm`` as in every reference evaluator;
@@ -120,7 +122,7 @@ class GridSpec:
     reference_images: int | None = None
     metrics: list[str] | Literal["auto"] = "auto"
     sampler: SamplerEntry = field(default_factory=SamplerEntry)
-    precision: Literal["bf16", "fp32"] = "fp32"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
     batch_size: int = 32
     seed: int = 0
     val_loss_images: int = 64
@@ -174,6 +176,8 @@ def load_grid(path: str | Path, *, check_files: bool = True) -> GridSpec:
         bad = sorted(set(metrics) - set(ALL_METRICS))
         if bad:
             raise ValueError(f"unknown metric(s) {bad}; valid: auto, {', '.join(ALL_METRICS)}")
+    if raw.get("precision", "auto") not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"{path}: unknown precision {raw['precision']!r}; valid: auto, bf16, fp32")
     sampler = SamplerEntry(**_checked(SamplerEntry, raw.get("sampler") or {}, f"{path}: sampler"))
     spec = GridSpec(
         **{

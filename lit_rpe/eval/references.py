@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +108,34 @@ def image_features(inception, images_uint8: torch.Tensor, batch_size: int = 50):
     return {key: torch.cat(values) for key, values in parts.items()}
 
 
+def reference_cache_path(
+    cache_dir: str | Path,
+    shards: str | list[str],
+    resolution: int | tuple[int, int],
+    num_images: int,
+    weights_tag: str,
+) -> Path:
+    """``<cache_dir>/<dataset>/<crop>_<H>x<W>_n<N>_<weights_tag>.npz``: where the statistics of
+    a reference are cached; a different data set, resolution, crop, count or weight file gets
+    its own file."""
+    h, w = as_height_width(resolution)
+    return Path(cache_dir) / dataset_key(shards) / f"{CROP}_{h}x{w}_n{num_images}_{weights_tag}.npz"
+
+
+def adm_reference_count(npz_path: str | Path) -> int:
+    """The number of images of an ADM reference batch, read from the header of its ``arr_0``
+    member without loading the images."""
+    with zipfile.ZipFile(npz_path) as archive, archive.open("arr_0.npy") as member:
+        version = np.lib.format.read_magic(member)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, _ = read_header(member)
+    return int(shape[0])
+
+
 def reference_features(
     inception,
     shards: str | list[str],
@@ -117,13 +146,10 @@ def reference_features(
     weights_tag: str,
     num_classes: int | None = None,
 ) -> ReferenceFeatures:
-    """Inception statistics of ``num_images`` centre-cropped validation images, cached.
-
-    The cache file is ``<cache_dir>/<dataset>/<crop>_<H>x<W>_n<N>_<weights_tag>.npz``; a
-    different data set, resolution, crop, count or weight file gets its own entry.
-    """
+    """Inception statistics of ``num_images`` centre-cropped validation images, cached in
+    ``reference_cache_path(...)``."""
     h, w = as_height_width(resolution)
-    path = Path(cache_dir) / dataset_key(shards) / f"{CROP}_{h}x{w}_n{num_images}_{weights_tag}.npz"
+    path = reference_cache_path(cache_dir, shards, (h, w), num_images, weights_tag)
     if path.is_file():
         return ReferenceFeatures.load(path)
     images = reference_images_uint8(shards, (h, w), num_images, num_classes=num_classes)

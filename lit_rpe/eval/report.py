@@ -1,7 +1,10 @@
 """The eval grid's report: results.csv (one row per cell and metric), results.md, and the plot.
 
 Built only from the cells' ``metrics.json`` files, so it can be rebuilt at any time (also while
-a grid is still running) and always shows exactly what was measured.
+a grid is still running) and always shows exactly what was measured. Every CSV row carries its
+cell's protocol card (``lit_rpe.eval.protocol``); results.md states the card the cells share
+once, above the tables, and marks each cell whose card differs, and each Fréchet distance whose
+matrix square root had to be retried.
 """
 
 from __future__ import annotations
@@ -11,11 +14,21 @@ import json
 from pathlib import Path
 
 from lit_rpe.eval.grid_spec import GridSpec
+from lit_rpe.eval.protocol import (
+    CARD_FIELDS,
+    PER_CELL_FIELDS,
+    CardComparison,
+    ProtocolCard,
+    compare_cards,
+)
 
-CSV_COLUMNS = [
+CELL_COLUMNS = [
     "model", "checkpoint", "kind", "rule", "resolution", "height", "width", "train_resolution",
-    "sampler", "steps", "cfg_scale", "num_samples", "precision", "metric", "value",
 ]  # fmt: skip
+# retried: whether a Fréchet distance's matrix square root was retried (empty for the others)
+CSV_COLUMNS = [*CELL_COLUMNS, *CARD_FIELDS, "metric", "value", "retried"]
+FRECHET_METRICS = ("fid", "sfid")
+RETRIED = "†"
 # Lower is better for these; the rest (IS, precision, recall) are higher-is-better.
 LOWER_IS_BETTER = {"fid", "sfid", "kid", "swd", "val_loss"}
 METRIC_TITLES = {
@@ -43,30 +56,106 @@ def collect_cells(spec: GridSpec) -> list[dict]:
     return records
 
 
+def record_card(record: dict) -> ProtocolCard | None:
+    """The protocol card of a cell's record; None when it has none (or none readable)."""
+    try:
+        return ProtocolCard.from_dict(record["protocol"])
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
 def write_csv(records: list[dict], path: Path) -> None:
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for r in records:
+            card = record_card(r)
             for metric, value in r["metrics"].items():
-                row = {k: r.get(k) for k in CSV_COLUMNS}
-                row.update(resolution=f"{r['height']}x{r['width']}", metric=metric, value=value)
+                row = {k: r.get(k) for k in CELL_COLUMNS}
+                row.update(card.as_row() if card is not None else {})
+                row.update(
+                    resolution=f"{r['height']}x{r['width']}",
+                    metric=metric,
+                    value=value,
+                    retried=r.get(f"{metric}_retried", ""),
+                )
                 writer.writerow(row)
+
+
+def _show(field: str, value) -> str:
+    """A card value for results.md: hashes shortened to 12 characters, "" as "-"."""
+    if value == "":
+        return "-"
+    return str(value)[:12] if field.endswith("sha256") else str(value)
+
+
+def protocol_block(comparison: CardComparison) -> list[str]:
+    """Markdown: the card the cells share, one setting per row."""
+    lines = [
+        "### Protocol",
+        "",
+        "Every cell below was scored under this card unless marked [n] (its differences are "
+        f"listed under the table); {', '.join(PER_CELL_FIELDS)} follow the rule and resolution "
+        "and are in results.csv with the rest of each cell's card.",
+        "",
+        "| setting | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {field} | {_show(field, v)} |" for field, v in comparison.shared.items()]
+    return [*lines, ""]
+
+
+def difference_numbers(comparison: CardComparison) -> list[int]:
+    """Per cell, the number of its set of differences (equal sets share one), 0 for none."""
+    numbers: dict[tuple, int] = {}
+    out = []
+    for diff in comparison.differences:
+        key = tuple(sorted(diff.items()))
+        out.append(numbers.setdefault(key, len(numbers) + 1) if diff else 0)
+    return out
+
+
+def table_notes(
+    records: list[dict], metric: str, comparison: CardComparison, numbers: list[int]
+) -> tuple[list[str], list[str]]:
+    """(each record's marks in ``metric``'s table, the notes listed under that table): [n] for
+    a card that differs from the shared one, RETRIED for a retried Fréchet distance."""
+    marks, differences, retries = [], {}, []
+    for r, diff, n in zip(records, comparison.differences, numbers, strict=True):
+        mark = ""
+        if metric in r["metrics"] and n:
+            mark += f" [{n}]"
+            differences[n] = "; ".join(f"{k} = {_show(k, v)}" for k, v in diff.items())
+        if metric in r["metrics"] and r.get(f"{metric}_retried"):
+            mark += f" {RETRIED}"
+            reason = r.get(f"{metric}_retry_reason")
+            retries.append(
+                f"- {RETRIED} {r['model']} / {r['rule']} at {r['height']}x{r['width']}: the matrix "
+                f"square root was retried with an eps offset; {reason}"
+            )
+        marks.append(mark)
+    notes = [f"- [{n}] differs from the protocol above: {text}" for n, text in differences.items()]
+    return marks, notes + retries
 
 
 def _format(value: float) -> str:
     return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
 
 
-def metric_table(records: list[dict], metric: str, resolutions: list[str]) -> list[str]:
-    """Markdown rows: one per model + rule, one column per resolution; best per column bold."""
+def metric_table(
+    records: list[dict], metric: str, resolutions: list[str], marks: list[str] | None = None
+) -> list[str]:
+    """Markdown rows: one per model + rule, one column per resolution; best per column bold.
+    marks: per record, text put after its value (footnote markers)."""
     rows: dict[str, dict[str, float]] = {}
     train: dict[str, str] = {}
-    for r in records:
+    suffix: dict[tuple[str, str], str] = {}
+    for i, r in enumerate(records):
         if metric in r["metrics"]:
-            key = f"{r['model']} / {r['rule']}"
-            rows.setdefault(key, {})[f"{r['height']}x{r['width']}"] = r["metrics"][metric]
+            key, res = f"{r['model']} / {r['rule']}", f"{r['height']}x{r['width']}"
+            rows.setdefault(key, {})[res] = r["metrics"][metric]
             train[key] = r["train_resolution"]
+            suffix[key, res] = marks[i] if marks else ""
     if not rows:
         return []
     pick = min if metric in LOWER_IS_BETTER else max
@@ -89,7 +178,7 @@ def metric_table(records: list[dict], metric: str, resolutions: list[str]) -> li
                 continue
             text = _format(values[res])
             text = f"**{text}**" if values[res] == best[res] and len(rows) > 1 else text
-            cells.append(text + (" (train)" if res == train[key] else ""))
+            cells.append(text + suffix[key, res] + (" (train)" if res == train[key] else ""))
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
@@ -137,23 +226,26 @@ def write_report(spec: GridSpec, *, note: str = "", skipped: list[str] | None = 
     write_csv(records, out / "results.csv")
     plot(records, out / "fid_vs_resolution.png")
     resolutions = [f"{h}x{w}" for h, w in spec.resolutions]
-    first = records[0] if records else {}
+    comparison = compare_cards([record_card(r) for r in records])
+    numbers = difference_numbers(comparison)
     lines = [
         f"# Eval grid: {spec.name}",
         "",
-        f"{len(records)} cells; {spec.num_samples} samples per cell "
-        f"({first.get('sampler')}, {first.get('steps')} steps, CFG {first.get('cfg_scale')}, "
-        f"{spec.precision}); references: {spec.num_reference} validation images "
-        f"from `{spec.val_shards}`, ADM centre crop at each resolution; validation loss on "
-        f"{spec.val_loss_images} images x {spec.val_loss_t} t values. Best value per column in "
-        "bold; (train) marks the model's training resolution.",
+        f"{len(records)} cells; references: the validation images of `{spec.val_shards}`, ADM "
+        f"centre crop at each resolution; validation loss on {spec.val_loss_images} images x "
+        f"{spec.val_loss_t} t values. Best value per column in bold; (train) marks the model's "
+        f"training resolution; {RETRIED} a Fréchet distance whose matrix square root was retried.",
         "",
     ]
     if note:
         lines += [f"> {note}", ""]
+    if records:
+        lines += protocol_block(comparison)
     present = {m for r in records for m in r["metrics"]}
     for metric in [m for m in METRIC_ORDER if m in present]:
-        lines += metric_table(records, metric, resolutions)
+        marks, notes = table_notes(records, metric, comparison, numbers)
+        lines += metric_table(records, metric, resolutions, marks)
+        lines += [*notes, ""] if notes else []
     if skipped:
         lines += ["Cells not evaluated (the rule does not apply there):", ""]
         lines += [f"- {s}" for s in skipped] + [""]

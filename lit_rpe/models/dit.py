@@ -30,7 +30,27 @@ from lit_rpe.posenc import (
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+    """adaLN's ``x * (1 + scale) + shift`` for x (B, N, D) and shift, scale (B, D) or (B, 1, D),
+    as one fused multiply-add (one pass over x instead of two)."""
+    if shift.ndim == 2:
+        shift, scale = shift.unsqueeze(1), scale.unsqueeze(1)
+    return torch.addcmul(shift, x, 1 + scale)
+
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """DiT's GELU, tanh approximation: ``x/2 (1 + tanh(z))``, z = sqrt(2/pi) (x + 0.044715 x^3).
+
+    Eager: torch's kernel. Compiled: the same function written ``x sigmoid(2z)`` (an identity),
+    which the compiler fuses into one pass with a cheap sigmoid instead of a slow vector tanh
+    (10% of a compiled DiT block on an AVX2 CPU).
+    """
+    if torch.compiler.is_compiling():
+        return x * torch.sigmoid(x * (_GELU_2K0 + _GELU_2K1 * x * x))
+    return F.gelu(x, approximate="tanh")
+
+
+_GELU_2K0 = 2 * math.sqrt(2 / math.pi)
+_GELU_2K1 = 2 * 0.044715 * math.sqrt(2 / math.pi)
 
 
 class Attention(nn.Module):
@@ -67,11 +87,10 @@ class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU(approximate="tanh")
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return self.fc2(gelu_tanh(self.fc1(x)))
 
 
 class DiTBlock(nn.Module):
@@ -86,13 +105,13 @@ class DiTBlock(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
 
     def forward(self, x, c, rope=None, logit_factor: float = 1.0):
-        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.adaLN_modulation(c).chunk(
-            6, dim=1
+        # (B, 1, D) each; the gated residuals x + gate * f(...) are fused multiply-adds
+        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = (
+            self.adaLN_modulation(c).unsqueeze(1).chunk(6, dim=2)
         )
-        x = x + gate_a.unsqueeze(1) * self.attn(
-            modulate(self.norm1(x), shift_a, scale_a), rope, logit_factor
-        )
-        return x + gate_m.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_m, scale_m))
+        h = self.attn(modulate(self.norm1(x), shift_a, scale_a), rope, logit_factor)
+        x = torch.addcmul(x, gate_a, h)
+        return torch.addcmul(x, gate_m, self.mlp(modulate(self.norm2(x), shift_m, scale_m)))
 
 
 class FinalLayer(nn.Module):

@@ -9,12 +9,17 @@ what ``AutoencoderKL.save_pretrained`` writes (``config.json`` and
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL
 from torch import nn
+
+from lit_rpe.provenance import file_sha256
 
 WEIGHT_FILES = {
     "diffusion_pytorch_model.safetensors": None,
@@ -24,8 +29,9 @@ WEIGHT_FILES = {
 }
 
 
-def resolve_vae_folder(path: str | os.PathLike) -> tuple[Path, str | None]:
-    """The folder holding the VAE (``path`` or ``path/vae``) and its weight variant.
+def _vae_files(path: str | os.PathLike) -> tuple[Path, str, str | None]:
+    """(folder, weight file name, variant) of the VAE at ``path`` or ``path/vae``: the file
+    ``AutoencoderKL.from_pretrained`` loads there (safetensors before bin, as diffusers does).
 
     Raises ``FileNotFoundError`` describing the expected layout when neither has one."""
     root = Path(path).expanduser()
@@ -33,12 +39,45 @@ def resolve_vae_folder(path: str | os.PathLike) -> tuple[Path, str | None]:
         if (folder / "config.json").is_file():
             for name, variant in WEIGHT_FILES.items():
                 if (folder / name).is_file():
-                    return folder, variant
+                    return folder, name, variant
     raise FileNotFoundError(
         f"no VAE found at {root}: expected a folder (or its vae/ sub-folder) with config.json and "
         "diffusion_pytorch_model.safetensors (or diffusion_pytorch_model.bin), as written by "
         "AutoencoderKL.save_pretrained, e.g. a local copy of stabilityai/sd-vae-ft-ema. "
         "Nothing is downloaded."
+    )
+
+
+def resolve_vae_folder(path: str | os.PathLike) -> tuple[Path, str | None]:
+    """The folder holding the VAE (``path`` or ``path/vae``) and its weight variant.
+
+    Raises ``FileNotFoundError`` describing the expected layout when neither has one."""
+    folder, _, variant = _vae_files(path)
+    return folder, variant
+
+
+@dataclass(frozen=True)
+class VAEFingerprint:
+    """What identifies a VAE folder's decoder for a protocol card: ``folder`` (as resolved),
+    ``weights_sha256`` (sha256 of the weight file that is loaded) and ``scale_factor`` (the
+    latent scale ``SDVAE`` uses: the config's ``scaling_factor``)."""
+
+    folder: str
+    weights_sha256: str
+    scale_factor: float
+
+
+def vae_fingerprint(path: str | os.PathLike) -> VAEFingerprint:
+    """The ``VAEFingerprint`` of the VAE at ``path``, read without loading the model; the hash
+    is computed once per weight file and process (``lit_rpe.provenance.file_sha256``)."""
+    folder, name, _ = _vae_files(path)
+    config = json.loads((folder / "config.json").read_text())
+    # A config without the key gets AutoencoderKL's own default, as from_pretrained does.
+    default = inspect.signature(AutoencoderKL.__init__).parameters["scaling_factor"].default
+    return VAEFingerprint(
+        folder=str(folder),
+        weights_sha256=file_sha256(folder / name),
+        scale_factor=float(config.get("scaling_factor", default)),
     )
 
 

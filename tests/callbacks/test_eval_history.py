@@ -37,9 +37,9 @@ def test_markdown_has_a_table_per_metric_with_a_row_per_step():
 
 
 def test_demo_summary_shows_the_curves(tmp_path):
-    assert "Scores during training" not in summary(tmp_path, [], "experiments/demo.yaml")
+    assert "Scores during training" not in summary(tmp_path, [], "experiments/demo.yaml", "32-true")
     history().write_csv(tmp_path / "eval" / "history.csv")
-    text = summary(tmp_path, [], "experiments/demo.yaml")
+    text = summary(tmp_path, [], "experiments/demo.yaml", "32-true")
     assert "## Scores during training (ResolutionEvalCallback)" in text
     assert f"`{tmp_path / 'eval' / 'history.png'}`" in text
     assert "| 200 | 120.2 | 140 |" in text

@@ -19,6 +19,7 @@ from lit_rpe.callbacks import ResolutionEvalCallback
 from lit_rpe.callbacks.eval_history import read_history_csv
 from lit_rpe.eval.grid import run_grid
 from lit_rpe.eval.grid_spec import SamplerEntry, load_grid
+from lit_rpe.precision import resolve_precision
 from lit_rpe.sampler import RuleNotApplicable
 
 CELLS = ["16x16/rpe2d_even", "16x16/ntk+shift_auto", "16x32/rpe2d_even", "16x32/ntk+shift_auto"]
@@ -76,6 +77,14 @@ def test_tiny_run_logs_every_cell_writes_the_csv_and_the_figure(tmp_path, val_sh
         next(r.value for r in rows[::-1] if r.log_key == "eval/val_loss/16x16/rpe2d_even")
     )
     assert not module.ema.training and module.net.training  # modes restored
+    # each cell's protocol card, precision auto resolved by lit_rpe.precision for this CPU
+    cards = json.loads((tmp_path / "run" / "eval" / "protocol.json").read_text())
+    assert list(cards) == CELLS
+    assert {c["step"] for c in cards.values()} == {3}
+    assert {c["precision"] for c in cards.values()} == {resolve_precision("auto", "cpu").name}
+    assert {(c["num_samples"], c["inception"], c["sampler"]) for c in cards.values()} == {
+        (8, "none", "euler")
+    }
 
 
 @pytest.mark.parametrize(
@@ -125,7 +134,10 @@ def test_scores_equal_the_eval_grid_on_the_same_weights(tmp_path, val_shards, in
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(spec))
     run_grid(load_grid(tmp_path / "grid.yaml"))
     cell = tmp_path / "grid" / "cells" / "run" / "rpe2d_even" / "16x16" / "metrics.json"
-    assert json.loads(cell.read_text())["metrics"] == callback_values
+    record = json.loads(cell.read_text())
+    assert record["metrics"] == callback_values
+    card = json.loads((tmp_path / "run" / "eval" / "protocol.json").read_text())["16x16/rpe2d_even"]
+    assert {k: v for k, v in card.items() if k != "step"} == record["protocol"]  # same protocol
 
 
 def test_resumed_run_continues_the_curves_without_gaps_or_repeats(tmp_path, val_shards):

@@ -1,4 +1,5 @@
-"""The eval grid on a tiny model: all outputs written, finished cells skipped, early errors."""
+"""The eval grid on a tiny model: all outputs written, finished cells skipped unless their protocol
+card changed, early errors."""
 
 from __future__ import annotations
 
@@ -11,19 +12,24 @@ from pathlib import Path
 import lightning
 import numpy as np
 import pytest
+import scipy.linalg
 import torch
 import yaml
 from eval_fixtures import calibrated_inception_state_dict, photo_crops
 from PIL import Image
 
 import lit_rpe.eval.grid as grid_module
+from lit_rpe import precision
 from lit_rpe.config import NetConfig, SamplingConfig
 from lit_rpe.data.validation import validation_batches
 from lit_rpe.eval.grid import run_grid
 from lit_rpe.eval.grid_spec import load_grid
+from lit_rpe.eval.references import dataset_key
+from lit_rpe.eval.report import write_report
 from lit_rpe.eval.validation_loss import flow_validation_loss
 from lit_rpe.module import DiffusionModule
 from lit_rpe.posenc import InferenceRule
+from lit_rpe.provenance import file_sha256, suite_commit
 
 NUM_CLASSES = 3
 
@@ -98,6 +104,8 @@ def rewrite(path: Path, spec: dict, **changes) -> Path:
 
 def test_grid_writes_table_csv_plot_and_grids_then_skips_finished_cells(setup, monkeypatch):
     path, spec = setup
+    # precision auto (the default) on a device without native bf16: recorded as fp32
+    monkeypatch.setattr(precision, "bf16_support", lambda device: precision.Bf16Support(False, ""))
     results = run_grid(load_grid(path))
     out = Path(spec["out_dir"])
     text = results.read_text()
@@ -114,6 +122,17 @@ def test_grid_writes_table_csv_plot_and_grids_then_skips_finished_cells(setup, m
     assert {r["resolution"] for r in rows} == {"16x16", "24x24", "16x32"}
     assert all(np.isfinite(float(r["value"])) for r in rows)
     assert (out / "fid_vs_resolution.png").stat().st_size > 0
+    # every row carries its cell's protocol card: a pixel model, offline metrics
+    assert first["vae"] == "pixels" and first["vae_sha256"] == "" and first["latent_scale"] == "1.0"
+    assert (
+        first["seed"] == "0" and first["inception"] == "none" and first["reference_images"] == "8"
+    )
+    assert first["reference"] == f"{dataset_key(spec['val_shards'])} adm_center"
+    assert first["suite_commit"] == suite_commit() and first["torch"] == torch.__version__
+    shifted = [r for r in rows if r["rule"] == "ntk+shift_auto" and r["resolution"] == "16x32"]
+    assert {r["timestep_shift"] for r in shifted} == {"auto"}
+    assert [float(r["shift_factor"]) for r in shifted] == [pytest.approx(2**0.5)] * 2  # 2x tokens
+    assert text.count("### Protocol") == 1 and "| precision | fp32 |" in text and "[1]" not in text
     grid_png = out / "cells" / "tiny" / "ntk+shift_auto" / "16x32" / "grid.png"
     assert Image.open(grid_png).size[0] > Image.open(grid_png).size[1]  # 2 x 2 of 16 x 32
 
@@ -156,13 +175,85 @@ def test_inception_metrics_with_weights_and_cached_references(setup, tmp_path, m
     assert metrics["fid"] > 0 and 0 <= metrics["precision"] <= 1
     cached = list((tmp_path / "refs").rglob("adm_center_16x16_n8_*.npz"))
     assert len(cached) == 1
+    assert record["fid_retried"] is False and record["fid_retry_reason"] == ""
+    card = record["protocol"]
+    assert card["inception"] == cached[0].stem.rsplit("_", 1)[1]  # the weights tag
+    assert card["reference_sha256"] == file_sha256(cached[0]) and card["reference_images"] == 8
     # A second grid at the same resolution reads the cache instead of the validation shards.
     import lit_rpe.eval.references as references
 
     monkeypatch.setattr(references, "reference_images_uint8", lambda *a, **k: 1 / 0)
+    # It also meets a broken matrix square root, which is retried, recorded and flagged.
+    roots = []
+
+    def broken_first_root(matrix):  # sqrtm of a singular product: NaN, then the eps retry
+        roots.append(matrix.shape)
+        return np.full(matrix.shape, np.nan) if len(roots) == 1 else np.eye(matrix.shape[0])
+
+    monkeypatch.setattr(scipy.linalg, "sqrtm", broken_first_root)
     rewrite(path, spec, out_dir=str(tmp_path / "grid2"), rules=["rpe2d_even"], resolutions=[16],
-            metrics=["fid"], inception_weights=str(weights), fid_method="eigh")  # fmt: skip
-    run_grid(load_grid(path))
+            metrics=["fid"], inception_weights=str(weights), fid_method="sqrtm")  # fmt: skip
+    with pytest.warns(UserWarning, match="retrying"):
+        text = run_grid(load_grid(path)).read_text()
+    record = read_cell(tmp_path / "grid2", "rpe2d_even", "16x16")
+    assert record["fid_retried"] is True and "not finite" in record["fid_retry_reason"]
+    assert len(roots) == 2 and record["protocol"]["reference_sha256"] == card["reference_sha256"]
+    (row,) = [line for line in text.splitlines() if line.startswith("| tiny / rpe2d_even")]
+    assert row.endswith("† (train) |") and "the matrix square root was retried" in text
+    with (tmp_path / "grid2" / "results.csv").open() as f:
+        (csv_row,) = list(csv.DictReader(f))
+    assert csv_row["metric"] == "fid" and csv_row["retried"] == "True"
+
+
+def read_cell(out: Path, rule: str, res: str) -> dict:
+    return json.loads((out / "cells" / "tiny" / rule / res / "metrics.json").read_text())
+
+
+def write_cell(out: Path, rule: str, res: str, record: dict) -> None:
+    (out / "cells" / "tiny" / rule / res / "metrics.json").write_text(json.dumps(record))
+
+
+def test_a_cell_under_another_protocol_is_flagged_and_scored_again(setup, monkeypatch):
+    path, spec = setup
+    small = rewrite(
+        path, spec, rules=["rpe2d_even"], resolutions=[16, 24], metrics=["swd"], precision="fp32"
+    )
+    run_grid(load_grid(small))
+    out = Path(spec["out_dir"])
+    record = read_cell(out, "rpe2d_even", "24x24")
+    assert record["protocol"]["precision"] == "fp32" and record["protocol"]["steps"] == 2
+    record["protocol"]["precision"] = "bf16"  # as if scored by an older run in bf16
+    write_cell(out, "rpe2d_even", "24x24", record)
+    text = write_report(load_grid(small)).read_text()
+    assert text.count("### Protocol") == 1 and "| precision | fp32 |" in text
+    (row16,) = [line for line in text.splitlines() if line.startswith("| tiny / rpe2d_even")]
+    cells = row16.split(" | ")
+    assert "[1]" not in cells[1] and cells[2].endswith("[1] |")  # 16x16 plain, 24x24 flagged
+    assert "- [1] differs from the protocol above: precision = bf16" in text
+
+    calls = []
+    real = grid_module.generate_to_folder
+    monkeypatch.setattr(
+        grid_module, "generate_to_folder", lambda *a, **k: calls.append(k) or real(*a, **k)
+    )
+    record = read_cell(out, "rpe2d_even", "16x16")
+    record["protocol"]["device"] = "another machine"  # the environment does not void a cell
+    write_cell(out, "rpe2d_even", "16x16", record)
+    run_grid(load_grid(small))
+    assert [c["resolution"] for c in calls] == [(24, 24)]
+    assert read_cell(out, "rpe2d_even", "24x24")["protocol"]["precision"] == "fp32"
+    calls.clear()  # a changed sampler setting voids every cell, its images included
+    png = out / "cells" / "tiny" / "rpe2d_even" / "16x16" / "images" / "000000.png"
+    before = png.read_bytes()
+    run_grid(load_grid(rewrite(small, yaml.safe_load(small.read_text()), sampler={"steps": 3})))
+    assert [c["resolution"] for c in calls] == [(16, 16), (24, 24)]
+    assert read_cell(out, "rpe2d_even", "16x16")["protocol"]["steps"] == 3
+    assert png.read_bytes() != before  # sampled again with 3 steps, not reused
+    calls.clear()  # a cell from before protocol cards is scored again
+    record = read_cell(out, "rpe2d_even", "16x16")
+    write_cell(out, "rpe2d_even", "16x16", {k: v for k, v in record.items() if k != "protocol"})
+    run_grid(load_grid(small))
+    assert [c["resolution"] for c in calls] == [(16, 16)]
 
 
 def test_validation_loss_does_not_depend_on_batch_size(setup):

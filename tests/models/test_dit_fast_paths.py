@@ -223,3 +223,27 @@ def test_compiled_blocks_match_eager(encoder):
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
     for a, b in zip(results[1][1], results[0][1], strict=True):  # fused kernels round apart
         assert (a - b).norm() <= 1e-3 * b.norm() + 1e-6
+
+
+def test_modulate_and_gated_residual_are_dits_formulas():
+    g = torch.Generator().manual_seed(0)
+    x, shift, scale = (
+        torch.randn(s, generator=g, dtype=torch.float64) for s in ((2, 5, 3), (2, 3), (2, 3))
+    )
+    expected = x * (1 + scale[:, None]) + shift[:, None]
+    torch.testing.assert_close(dit_module.modulate(x, shift, scale), expected)
+    torch.testing.assert_close(dit_module.modulate(x, shift[:, None], scale[:, None]), expected)
+
+
+def test_compiled_gelu_form_is_the_tanh_approximation(monkeypatch):
+    x = torch.linspace(-12, 12, 4001, dtype=torch.float64)
+    expected = 0.5 * x * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (x + 0.044715 * x**3)))
+    torch.testing.assert_close(dit_module.gelu_tanh(x), expected)  # eager: torch's kernel
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    torch.testing.assert_close(dit_module.gelu_tanh(x), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_optimizer_is_fused_adamw_on_cpu():
+    module = DiffusionModule(net=NetConfig(name="DiT-N/2"), resolution=16, num_classes=5)
+    optimizer = module.configure_optimizers()["optimizer"]
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"] is True
