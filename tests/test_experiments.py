@@ -135,3 +135,82 @@ def test_command_line_overrides_reach_interpolations():
         "--trainer.callbacks+=a.B",
         "--model.net.nope=1",
     ]
+
+
+STUDY_STRATEGIES = [
+    "sincos_grid",
+    "rope_grid",
+    "rpe2d_rope",
+    "rpe2d_sincos",
+    "rpe2d_nocrop",
+    "rpe2d_nomicro",
+]
+
+
+def _plain(cfg):
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+@pytest.mark.parametrize("strategy", STUDY_STRATEGIES)
+def test_shapes_study_runs_differ_from_the_photo_runs_only_in_data_steps_guidance_and_run_dir(
+    strategy,
+):
+    photos = _plain(compose(EXPERIMENTS_DIR / "study_cpu" / f"{strategy}.yaml"))
+    shapes = _plain(compose(EXPERIMENTS_DIR / "study_cpu" / "shapes" / f"{strategy}.yaml"))
+    assert f"study_cpu/shapes/{strategy}" in list_experiments()
+    assert shapes["data"]["train_shards"] == "data/shapes/train"
+    assert shapes["trainer"]["default_root_dir"] == f"runs/study_cpu/shapes/{strategy}"
+    assert shapes["trainer"]["max_steps"] > photos["trainer"]["max_steps"]  # the main result
+    assert shapes["model"]["sampling"]["cfg_scale"] == 2.0
+    # everything that defines the strategy is the photo run's
+    assert shapes["model"]["net"] == photos["model"]["net"]
+    assert shapes["data"]["augmentation"] == photos["data"]["augmentation"]
+    assert shapes["model"]["optim"] == photos["model"]["optim"]
+    assert (shapes["model"]["net"]["name"], shapes["trainer"]["precision"]) == (
+        "DiT-XS/4",
+        "auto",
+    )
+
+
+def test_study_rpe2d_range_is_twice_the_token_grid():
+    # DiT-XS/4 at 32 px has an 8 x 8 grid; RPE-2D trains positions over 16 so that rpe2d_even
+    # can run up to 2x (64 px), the largest resolution the study evaluates.
+    for strategy in STUDY_STRATEGIES[2:]:
+        cfg = compose(EXPERIMENTS_DIR / "study_cpu" / "shapes" / f"{strategy}.yaml")
+        assert cfg.model.net.train_positions == "rpe2d" and cfg.model.net.max_len == 16
+
+
+def test_a_study_seed_is_three_overrides_and_its_own_run_dir():
+    args = expand_config_args(
+        [
+            "fit",
+            "--config",
+            str(EXPERIMENTS_DIR / "study_cpu" / "shapes" / "rope_grid.yaml"),
+            "--seed_everything=2",
+            "--model.seed=2",
+            "--data.seed=2",
+            "--trainer.default_root_dir=runs/study_cpu/shapes/seed2/rope_grid",
+        ]
+    )
+    composed = OmegaConf.to_container(OmegaConf.create(args[2]), resolve=True)
+    ckpt = next(
+        c for c in composed["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")
+    )
+    assert ckpt["init_args"]["dirpath"] == "runs/study_cpu/shapes/seed2/rope_grid/checkpoints"
+    assert composed["seed_everything"] == 2
+    assert composed["model"]["seed"] == 2 and composed["data"]["seed"] == 2
+
+
+@pytest.mark.parametrize("folder", ["study_cpu", "study_cpu/shapes"])
+def test_study_grids_score_every_study_model_at_half_to_twice_its_resolution(folder):
+    from lit_rpe.eval.grid_spec import load_grid
+
+    spec = load_grid(EXPERIMENTS_DIR / folder / "grid.yaml", check_files=False)
+    assert [m.name for m in spec.models] == STUDY_STRATEGIES
+    for entry in spec.models:
+        cfg = compose(EXPERIMENTS_DIR / folder / f"{entry.name}.yaml")
+        assert entry.checkpoint == f"{cfg.trainer.default_root_dir}/checkpoints/last.ckpt"
+        assert spec.val_shards == cfg.data.val_shards
+        assert spec.resolutions == [(r, r) for r in (16, 24, 32, 48, 64)]
+        assert cfg.model.resolution == 32
+    assert spec.precision == "auto" and spec.num_samples * 3 >= 96  # 3 seeds pooled

@@ -110,6 +110,17 @@ def test_exact_resume_equals_straight_run(tmp_path):
             torch.testing.assert_close(opt_a[k][name], opt_b[k][name], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_training_clips_gradients_in_every_precision(tmp_path, precision):
+    # every experiment clips at 1.0; Lightning refuses a fused AdamW's clipping under mixed
+    # precision, so the optimizer must not be fused there (and still be fused in fp32)
+    module = make_module()
+    trainer = make_trainer(tmp_path, 2, gradient_clip_val=1.0, precision=precision)
+    trainer.fit(module, TensorData())
+    assert trainer.global_step == 2
+    assert bool(trainer.optimizers[0].defaults["fused"]) is (precision == "32-true")
+
+
 def test_ema_tracks_weights_with_warmup():
     assert ema_decay_at(0, 0.9999, True) == pytest.approx(0.1)
     assert ema_decay_at(10**6, 0.9999, True) == 0.9999

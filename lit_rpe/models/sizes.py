@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 
-# name -> (depth, hidden_size, num_heads). Ti and N are not in the DiT paper: CPU-scale sizes.
+# name -> (depth, hidden_size, num_heads). Ti, XS and N are not in the DiT paper: CPU-scale sizes.
+# XS is the CPU study's model (DiT-XS/4 at 32 px: an 8 x 8 token grid, 1.3 M parameters), sized
+# so that 36 training runs and their eval grids fit in 2 hours on 2 AVX2 cores in fp32.
 DIT_SIZES: dict[str, tuple[int, int, int]] = {
     "XL": (28, 1152, 16),
     "L": (24, 1024, 16),
     "B": (12, 768, 12),
     "S": (12, 384, 6),
     "Ti": (6, 192, 3),
+    "XS": (4, 128, 2),
     "N": (2, 64, 2),
 }
 PATCH_SIZES = (1, 2, 4, 8)

@@ -1,0 +1,3 @@
+from lit_rpe.study.run import main
+
+main()
