@@ -300,7 +300,7 @@ class ResolutionEvalCallback(Callback):
                             f"square root of {name} was retried with an eps offset; "
                             f"{frechet.reason}"
                         )
-                if progress is not None:
+                if trainer.is_global_zero:  # the progress line and the cell's protocol card
                     seconds = time.perf_counter() - started
                     progress.cell_done(cell.label, self.num_images, seconds, scores.metrics)
                     card = cell_card(
