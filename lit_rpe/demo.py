@@ -3,7 +3,8 @@
     python -m lit_rpe.demo [--config experiments/demo.yaml] [--resolutions 32 48 64]
 
 Writes ``<run dir>/samples/<rule>_<H>x<W>.png`` for each resolution and ``<run dir>/SUMMARY.md``
-(which checkpoint, which grids, where the logs are, the last logged losses), and prints it.
+(which checkpoint, which grids, where the logs are, the last logged losses, and the curves that
+``ResolutionEvalCallback`` recorded in ``<run dir>/eval/``), and prints it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import csv
 from pathlib import Path
 
+from lit_rpe.callbacks.eval_history import markdown_tables, read_history_csv
 from lit_rpe.cli import main as cli_main
 from lit_rpe.experiments import compose
 from lit_rpe.precision import accelerator_device_type, resolve_precision, trained_precision
@@ -45,6 +47,17 @@ def summary(run_dir: Path, grids: list[Path], config: str, sampled_in: str) -> s
         *[f"  - `{g}`" for g in grids],
         f"- grids saved during training: `{run_dir / 'samples'}/step*.png`",
     ]
+    history = run_dir / "eval" / "history.csv"
+    if history.is_file():
+        lines += [
+            "",
+            "## Scores during training (ResolutionEvalCallback)",
+            "",
+            f"The EMA at each evaluated step, per cell (resolution / rule); `{history}`, "
+            f"figure `{history.with_suffix('.png')}`.",
+            "",
+            *markdown_tables(read_history_csv(history)),
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,4 @@
-"""Rank, world size and the two collectives the evaluation needs (sum, gather of rows).
+"""Rank, world size and the collectives the evaluation needs (sum, gather of rows).
 
 Every helper works without ``torch.distributed`` being initialised: a single process is rank 0
 of a world of 1, a sum over one rank is the tensor, a gather of one rank is its rows.
@@ -65,3 +65,17 @@ def all_gather_rows(rows: torch.Tensor) -> torch.Tensor:
     dist.all_gather(parts, padded)
     gathered = torch.cat([p[: int(c.item())] for p, c in zip(parts, counts, strict=True)])
     return gathered.to(rows.device)
+
+
+def gather_in_index_order(indices: list[int], rows: torch.Tensor) -> torch.Tensor:
+    """The (n_r, d) float ``rows`` of every rank, one per global index in ``indices``, gathered
+    in one collective and sorted by index: (sum n_r, d), the same whatever the number of ranks.
+
+    A rank without rows passes ``indices=[]`` and an empty (0, d) tensor. Indices are carried as
+    a float32 column, exact below 2**24.
+    """
+    if rows.shape[0] != len(indices):
+        raise ValueError(f"got {rows.shape[0]} rows for {len(indices)} indices")
+    column = torch.tensor(indices, dtype=rows.dtype, device=rows.device).view(-1, 1)
+    gathered = all_gather_rows(torch.cat([column, rows], 1))
+    return gathered[gathered[:, 0].argsort(), 1:]

@@ -2,6 +2,8 @@
 
 An experiment lists the files it builds on under a top-level ``bases:`` key, paths relative to
 itself; later files override earlier ones key by key, and the experiment overrides them all.
+A list replaces the bases' list, unless its key ends in ``+`` (jsonargparse's append syntax):
+``trainer: {callbacks+: [...]}`` appends to the callbacks the bases give.
 The composed document is handed to LightningCLI as one config, so omegaconf interpolations such
 as ``${trainer.default_root_dir}`` resolve against the final, merged values.
 """
@@ -45,7 +47,35 @@ def compose(path: str | Path, _seen: tuple[Path, ...] = ()) -> DictConfig:
     if isinstance(bases, str):
         bases = [bases]
     parts = [compose(path.parent / base, (*_seen, resolved)) for base in bases]
-    return OmegaConf.merge(*parts, cfg)
+    merged = OmegaConf.merge(*parts) if parts else OmegaConf.create({})
+    own = _append_lists(
+        OmegaConf.to_container(cfg, resolve=False),
+        OmegaConf.to_container(merged, resolve=False),
+        str(path),
+    )
+    return OmegaConf.merge(merged, OmegaConf.create(own))
+
+
+def _append_lists(own: dict, base: dict, where: str) -> dict:
+    """``own`` with every ``key+: [...]`` replaced by ``key: base[key] + [...]`` (recursively;
+    interpolations stay unresolved)."""
+    out = {}
+    for key, value in own.items():
+        if isinstance(key, str) and key.endswith("+"):
+            name = key[:-1]
+            before = base.get(name) or []
+            if name in own or not isinstance(value, list) or not isinstance(before, list):
+                raise ValueError(
+                    f"{where}: '{key}' appends a list to the bases' list '{name}' "
+                    "(and cannot stand beside it)"
+                )
+            out[name] = [*before, *value]
+        elif isinstance(value, dict):
+            below = base.get(key)
+            out[key] = _append_lists(value, below if isinstance(below, dict) else {}, where)
+        else:
+            out[key] = value
+    return out
 
 
 def scalar_overrides(argv: list[str]) -> list[str]:

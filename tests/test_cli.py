@@ -73,6 +73,9 @@ def tiny_fit_args(run_dir: Path, probe: Path, max_steps: int, delay: float) -> l
         "--data.batch_size=4",
         "--data.num_workers=0",
         "--trainer.precision=32",
+        # the demo's last callback, ResolutionEvalCallback: one cheap cell at the 16 px here
+        "--trainer.callbacks.init_args.resolutions=[16]",
+        "--trainer.callbacks.init_args.num_images=2",
         "--trainer.callbacks+=cli_probe.StepProbe",
         f"--trainer.callbacks.init_args.path={probe}",
         f"--trainer.callbacks.init_args.delay={delay}",
@@ -168,6 +171,8 @@ def test_fit_resumes_by_itself_and_sample_writes_a_grid(tmp_path, photo_set):
         assert done.returncode == 0, done.stderr[-3000:]
     assert probe.read_text().split().count("start") == 2
     assert "start 2" in probe.read_text()  # the second run picked up last.ckpt by itself
+    history = (run_dir / "eval" / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history] == ["step", "2", "2", "4", "4"]
 
     def sample(*extra: str) -> subprocess.CompletedProcess:
         cmd = [

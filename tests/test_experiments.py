@@ -4,6 +4,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from lit_rpe.experiments import EXPERIMENTS_DIR, compose, expand_config_args, list_experiments
+from lit_rpe.posenc import InferenceRule
+from lit_rpe.sampler import check_rule, token_grid
 
 PAPER_EXPERIMENTS = [
     "sincos_256",
@@ -33,6 +35,34 @@ def test_paper_experiments_exist_and_differ_as_intended():
     assert (rpe.model.net.max_len, cfg["rpe2d_256_range2x"].model.net.max_len) == (64, 32)
 
 
+@pytest.mark.parametrize(
+    "name",
+    PAPER_EXPERIMENTS
+    + [f"{e}_512{s}" for e in ("sincos", "rope", "rpe2d") for s in ("", "_from256")],
+)
+def test_experiments_score_generalization_while_training(name):
+    """256 px runs watch 256-512 px, 512 px runs 512-1024 px, under their default rule and one
+    scaling rule; every cell runs on the experiment's model (patch grid, RPE-2D range)."""
+    cfg = compose(EXPERIMENTS_DIR / f"{name}.yaml")
+    callbacks = OmegaConf.to_container(cfg, resolve=True)["trainer"]["callbacks"]
+    classes = [c["class_path"].rsplit(".", 1)[1] for c in callbacks]
+    assert {"ModelCheckpoint", "SampleGridCallback", "ResolutionEvalCallback"} <= set(classes)
+    args = callbacks[classes.index("ResolutionEvalCallback")]["init_args"]
+    net = cfg.model.net
+    rpe2d = net.train_positions == "rpe2d"
+    if cfg.model.resolution == 256:
+        assert args["resolutions"] == [256, 384, 512, [256, 512]]
+    else:
+        assert args["resolutions"] == [512, 768, 1024]
+    assert args["rules"] == (["rpe2d_even", "interpolate"] if rpe2d else ["extrapolate", "ntk"])
+    assert (args["every_n_steps"], args["num_images"], args["metrics"]) == (20000, 5120, "auto")
+    max_len = net.get("max_len") or 4 * cfg.model.resolution // 16
+    for resolution in args["resolutions"]:
+        grid = token_grid(resolution, latent_factor=8, patch_size=2)
+        for rule in args["rules"]:
+            check_rule(InferenceRule(rule), grid, max_len=(max_len, max_len), step=16)
+
+
 def test_interpolation_follows_the_overriding_run_dir():
     cfg = compose(EXPERIMENTS_DIR / "rpe2d_256_nomicro.yaml")
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -50,6 +80,17 @@ def test_bases_merge_in_order_and_cycles_are_reported(tmp_path):
     (tmp_path / "d.yaml").write_text("bases: [e.yaml]\n")
     (tmp_path / "e.yaml").write_text("bases: [d.yaml]\n")
     with pytest.raises(ValueError, match="cycle"):
+        compose(tmp_path / "d.yaml")
+
+
+def test_a_plus_key_appends_to_the_bases_list(tmp_path):
+    (tmp_path / "a.yaml").write_text("run: r\nt:\n  cb: [{x: 1}, {d: '${run}/c'}]\n")
+    (tmp_path / "b.yaml").write_text("bases: [a.yaml]\nt:\n  cb+: [{x: 2}]\n")
+    (tmp_path / "c.yaml").write_text("bases: [b.yaml]\nrun: s\nt:\n  cb+: [{x: 3}]\n")
+    composed = OmegaConf.to_container(compose(tmp_path / "c.yaml"), resolve=True)
+    assert composed["t"]["cb"] == [{"x": 1}, {"d": "s/c"}, {"x": 2}, {"x": 3}]
+    (tmp_path / "d.yaml").write_text("bases: [a.yaml]\nt:\n  cb: []\n  cb+: [{x: 2}]\n")
+    with pytest.raises(ValueError, match="appends a list"):
         compose(tmp_path / "d.yaml")
 
 

@@ -8,6 +8,8 @@
 - ``references``: centre-cropped validation images and their cached statistics.
 - ``generation``: seed-indexed generation split across ranks; ``validation_loss``: the
   flow-matching loss at any resolution and rule.
+- ``cell``: one cell (model, rule, resolution) scored with every metric, the core that the eval
+  grid and ``lit_rpe.callbacks.ResolutionEvalCallback`` share.
 - ``grid_spec``, ``grid``, ``report``: the eval grid (``python -m lit_rpe.eval.grid``);
   ``protocol``: the protocol card recorded with every number.
 

@@ -5,12 +5,16 @@ Image i follows ``lit_rpe.sampler.seeds_and_labels``: noise seed ``seed + i``, l
 ``[k B, (k + 1) B)`` and ranks take whole chunks (k mod world_size), so every image is computed
 in exactly the same batch whatever the number of processes: batched kernels may round a row
 differently when its batch changes, chunks remove that.
-Each rank writes its images as ``<out>/<index:06d>.png``; the folder is the gather.
+Images leave as this rank's ``ImageChunk``s (indices and uint8 pixels): sampled in memory
+(``generate_chunks``, the training callback), or written as ``<out>/<index:06d>.png``
+(``generate_to_folder``, the eval grid; the folder is the gather) and read back
+(``read_chunks``). PNG is lossless, so both paths score the same pixels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +22,7 @@ import torch
 from PIL import Image
 
 from lit_rpe.distributed import rank_and_world
-from lit_rpe.image_io import to_uint8
+from lit_rpe.image_io import quantize_uint8
 from lit_rpe.posenc import InferenceRule
 from lit_rpe.sampler import Sampler, seeds_and_labels
 
@@ -35,6 +39,69 @@ def chunks_of_rank(num_images: int, batch_size: int, rank: int, world_size: int)
     ]
 
 
+# A chunk of a seed-indexed image set: its global indices and uint8 (B, 3, H, W) pixels.
+ImageChunk = tuple[range, torch.Tensor]
+
+
+@torch.no_grad()
+def sample_chunk(
+    module: Sampler,
+    chunk: range,
+    *,
+    resolution: int | tuple[int, int],
+    rule: InferenceRule | None = None,
+    seed: int = 0,
+    labels: Sequence[int] | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    **sample_kwargs,
+) -> torch.Tensor:
+    """Images ``chunk`` of the seed-indexed set as uint8 (B, 3, H, W) on the module's device.
+
+    labels: all the set's labels (default ``i % num_classes``). autocast_dtype: sample under
+    autocast (bf16) or None for the module's dtype. sample_kwargs go to ``module.sample``.
+    """
+    chunk_labels, seeds = seeds_and_labels(chunk, seed=seed, num_classes=module.net.num_classes)
+    if labels is not None:
+        chunk_labels = [labels[i] for i in chunk]
+    # No autocast context without a dtype: a disabled one would switch off an enclosing one.
+    precision = (
+        torch.autocast(module.device.type, dtype=autocast_dtype)
+        if autocast_dtype is not None
+        else contextlib.nullcontext()
+    )
+    with precision:
+        images = module.sample(
+            chunk_labels, seeds, resolution=resolution, rule=rule, **sample_kwargs
+        )
+    return quantize_uint8(images)
+
+
+def generate_chunks(
+    module: Sampler,
+    *,
+    num_images: int,
+    batch_size: int,
+    rank: int | None = None,
+    world_size: int | None = None,
+    **sample_kwargs,
+) -> Iterator[ImageChunk]:
+    """This rank's chunks of images ``0 .. num_images - 1``, sampled in memory one at a time;
+    sample_kwargs go to ``sample_chunk`` (resolution, rule, seed, labels, autocast_dtype, ...)."""
+    default_rank, default_world = rank_and_world()
+    rank = default_rank if rank is None else rank
+    world_size = default_world if world_size is None else world_size
+    for chunk in chunks_of_rank(num_images, batch_size, rank, world_size):
+        yield chunk, sample_chunk(module, chunk, **sample_kwargs)
+
+
+def read_chunks(folder: str | Path, *, num_images: int, batch_size: int) -> Iterator[ImageChunk]:
+    """This rank's chunks of ``folder``'s PNGs (as ``generate_to_folder`` wrote them)."""
+    rank, world = rank_and_world()
+    for chunk in chunks_of_rank(num_images, batch_size, rank, world):
+        pixels = torch.from_numpy(read_images(folder, chunk))
+        yield chunk, pixels.permute(0, 3, 1, 2).contiguous()
+
+
 @torch.no_grad()
 def generate_to_folder(
     module: Sampler,
@@ -49,14 +116,14 @@ def generate_to_folder(
     rank: int | None = None,
     world_size: int | None = None,
     skip_existing: bool = True,
-    **sample_kwargs,
+    **kwargs,
 ) -> list[Path]:
     """Generate this rank's share of images ``0 .. num_images - 1`` as PNGs; returns the paths.
 
     module: a ``Sampler`` (its ``sample`` method is used, EMA weights by default).
     rank / world_size: default from torch.distributed. skip_existing: a rerun (or a requeued
-    job) only generates the images whose file is missing. sample_kwargs go to ``module.sample``
-    (steps, method, cfg_scale, guidance_interval, use_ema).
+    job) only generates the images whose file is missing. kwargs go to ``sample_chunk``
+    (autocast_dtype) and ``module.sample`` (steps, method, cfg_scale, guidance_interval, use_ema).
     """
     if labels is not None and len(labels) != num_images:
         raise ValueError(f"got {len(labels)} labels for {num_images} images")
@@ -71,17 +138,16 @@ def generate_to_folder(
         if skip_existing and all(p.is_file() for p in paths):
             written += paths
             continue
-        chunk_labels, seeds = seeds_and_labels(chunk, seed=seed, num_classes=module.net.num_classes)
-        if labels is not None:
-            chunk_labels = [labels[i] for i in chunk]
-        images = module.sample(
-            chunk_labels,
-            seeds,
+        images = sample_chunk(
+            module,
+            chunk,
             resolution=resolution,
             rule=rule,
-            **sample_kwargs,
+            seed=seed,
+            labels=labels,
+            **kwargs,
         )
-        for path, pixels in zip(paths, to_uint8(images), strict=True):
+        for path, pixels in zip(paths, images.permute(0, 2, 3, 1).cpu().numpy(), strict=True):
             Image.fromarray(pixels).save(path)
         written += paths
     return written

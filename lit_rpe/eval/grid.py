@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import os
 import shutil
@@ -26,37 +25,20 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from lit_rpe.data.validation import validation_batches
-from lit_rpe.distributed import all_gather_rows, barrier, rank_and_world
-from lit_rpe.eval.generation import (
-    chunks_of_rank,
-    generate_to_folder,
-    read_images,
-)
+from lit_rpe.distributed import barrier, rank_and_world
+from lit_rpe.eval.cell import CellSettings, MetricPlan, plan_metrics, score_cell
+from lit_rpe.eval.generation import generate_to_folder, read_chunks, read_images
 from lit_rpe.eval.grid_spec import (
     INCEPTION_METRICS,
     OFFLINE_METRICS,
     GridSpec,
     ModelEntry,
+    RuleEntry,
     load_grid,
 )
-from lit_rpe.eval.protocol import (
-    GENERATION_FIELDS,
-    ProtocolCard,
-    changed_settings,
-    grid_cell_card,
-)
-from lit_rpe.eval.references import (
-    image_features,
-    import_adm_reference,
-    reference_features,
-    reference_images_uint8,
-)
+from lit_rpe.eval.protocol import GENERATION_FIELDS, ProtocolCard, cell_card, changed_settings
+from lit_rpe.eval.references import reference_swd_descriptors
 from lit_rpe.eval.report import write_report
-from lit_rpe.eval.scores import inception_score, kernel_inception_distance, precision_recall
-from lit_rpe.eval.statistics import FeatureStatistics, FrechetResult, fid_result_from_statistics
-from lit_rpe.eval.swd import sliced_wasserstein_distance
-from lit_rpe.eval.validation_loss import flow_validation_loss
 from lit_rpe.image_io import save_image_grid
 from lit_rpe.precision import resolve_precision
 from lit_rpe.sampler import RuleNotApplicable, Sampler
@@ -75,31 +57,21 @@ def load_model(entry: ModelEntry, device: torch.device) -> Sampler:
     return module.to(device).eval()
 
 
-def resolve_metrics(spec: GridSpec):
-    """(metric names, the Inception network or None, a note for the report)."""
-    from lit_rpe.eval.inception_weights import resolve_inception_weights, weights_tag
-
+def resolve_metrics(spec: GridSpec) -> tuple[MetricPlan, str]:
+    """The metrics of the grid (the Inception network loaded when needed) and a note for the
+    report when ``metrics: auto`` found no Inception weights."""
     wanted = list(OFFLINE_METRICS + INCEPTION_METRICS) if spec.metrics == "auto" else spec.metrics
-    if not any(m in INCEPTION_METRICS for m in wanted):
-        return wanted, None, ""
-    try:
-        path = resolve_inception_weights(spec.inception_weights)
-    except FileNotFoundError:
-        if spec.metrics != "auto":
-            raise
-        from lit_rpe.eval.inception_weights import TORCH_FIDELITY_FILENAME, default_weights_dir
+    plan = plan_metrics(wanted, spec.inception_weights, optional=spec.metrics == "auto")
+    if not plan.dropped:
+        return plan, ""
+    from lit_rpe.eval.inception_weights import TORCH_FIDELITY_FILENAME, default_weights_dir
 
-        note = (
-            "No FID Inception weights found, so FID/sFID/IS/KID/precision/recall were not "
-            "computed; the table shows the offline metrics (validation loss, SWD). To add them, "
-            f"put {TORCH_FIDELITY_FILENAME} in {default_weights_dir()} and run the grid again."
-        )
-        return [m for m in wanted if m in OFFLINE_METRICS], None, note
-    from lit_rpe.eval.inception import FIDInceptionV3
-
-    inception = FIDInceptionV3(path)
-    inception.weights_tag = weights_tag(path)
-    return wanted, inception, ""
+    note = (
+        "No FID Inception weights found, so FID/sFID/IS/KID/precision/recall were not "
+        "computed; the table shows the offline metrics (validation loss, SWD). To add them, "
+        f"put {TORCH_FIDELITY_FILENAME} in {default_weights_dir()} and run the grid again."
+    )
+    return plan, note
 
 
 def load_images(folder: Path, indices) -> torch.Tensor:
@@ -107,122 +79,36 @@ def load_images(folder: Path, indices) -> torch.Tensor:
     return torch.from_numpy(read_images(folder, indices)).permute(0, 3, 1, 2).contiguous()
 
 
-@functools.lru_cache(maxsize=4)
-def cached_reference_images(shards: str, resolution: tuple[int, int], num: int, classes):
-    """The SWD reference of one resolution, decoded once for all the rules and models of a grid."""
-    return reference_images_uint8(shards, resolution, num, num_classes=classes)
-
-
-def generated_features(inception, folder: Path, num: int, batch_size: int) -> dict:
-    """Inception features of images 0..num-1 (each rank embeds its own chunks), in index order."""
-    rank, world = rank_and_world()
-    indices = [i for chunk in chunks_of_rank(num, batch_size, rank, world) for i in chunk]
-    local = image_features(inception, load_images(folder, indices)) if indices else None
-    out = {}
-    for key in ("pool", "spatial", "logits_unbiased"):
-        if local is not None and key not in local:
-            continue
-        rows = local[key] if local is not None else torch.empty(0, 1)
-        idx = torch.tensor(indices, dtype=torch.float64).unsqueeze(1)
-        gathered = all_gather_rows(torch.cat([idx, rows.double()], 1))
-        order = gathered[:, 0].argsort()
-        out[key] = gathered[order, 1:].float()
-    return out
-
-
-def inception_metrics(
-    spec, inception, folder, resolution, wanted
-) -> tuple[dict[str, float], dict[str, FrechetResult]]:
-    """(metric values, the ``FrechetResult`` of FID and sFID: whether their root was retried)."""
-    h, w = resolution
-    adm = (spec.adm_references or {}).get(f"{h}x{w}")
-    if adm:
-        ref = import_adm_reference(adm, inception)
-    else:
-        ref = reference_features(
-            inception,
-            spec.val_shards,
-            resolution,
-            spec.num_reference,
-            cache_dir=spec.reference_cache,
-            weights_tag=inception.weights_tag,
-            num_classes=spec.num_classes,
-        )
-    fake = generated_features(inception, folder, spec.num_samples, spec.batch_size)
-    result, frechet = {}, {}
-    if "fid" in wanted:
-        stats = FeatureStatistics(2048).update(fake["pool"])
-        frechet["fid"] = fid_result_from_statistics(stats, ref.pool, method=spec.fid_method)
-    if "sfid" in wanted:
-        stats = FeatureStatistics(fake["spatial"].shape[1]).update(fake["spatial"])
-        frechet["sfid"] = fid_result_from_statistics(stats, ref.spatial, method=spec.fid_method)
-    result.update({name: r.value for name, r in frechet.items()})
-    if "is" in wanted and "logits_unbiased" in fake:
-        result["is"] = inception_score(fake["logits_unbiased"], splits=10).mean
-    if ref.pool_rows.shape[0] and "kid" in wanted:
-        size = min(1000, ref.pool_rows.shape[0], fake["pool"].shape[0])
-        result["kid"] = kernel_inception_distance(
-            ref.pool_rows, fake["pool"], subset_size=size
-        ).mean
-    if ref.pool_rows.shape[0] > 3 and "precision_recall" in wanted:
-        pr = precision_recall(ref.pool_rows, fake["pool"], k=3)
-        result.update(precision=pr.precision, recall=pr.recall)
-    return result, frechet
-
-
-def evaluate_cell(spec, module, entry, rule_entry, resolution, inception, wanted, cell: Path):
+def evaluate_cell(
+    spec: GridSpec,
+    settings: CellSettings,
+    plan: MetricPlan,
+    module: Sampler,
+    entry: ModelEntry,
+    rule_entry: RuleEntry,
+    resolution: tuple[int, int],
+    cell: Path,
+) -> dict:
     """Generate and score one cell; returns its record (also written to metrics.json)."""
     rank, _ = rank_and_world()
     rule = rule_entry.inference_rule()
     h, w = resolution
     started = time.time()
-    device = module.device
-    autocast = torch.bfloat16 if spec.precision == "bf16" else None
-    sampler = {k: v for k, v in vars(spec.sampler).items() if v is not None}
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast is not None):
-        generate_to_folder(
-            module,
-            cell / "images",
-            num_images=spec.num_samples,
-            resolution=resolution,
-            rule=rule,
-            seed=spec.seed,
-            batch_size=spec.batch_size,
-            **sampler,
-        )
-    barrier()
-    metrics: dict[str, float] = {}
-    frechet: dict[str, FrechetResult] = {}
-    if "val_loss" in wanted and module.supports_validation_loss:
-        batches = validation_batches(
-            spec.val_shards, resolution, spec.val_loss_images, num_classes=spec.num_classes
-        )
-        loss = flow_validation_loss(
-            module,
-            batches,
-            rule=rule,
-            num_t=spec.val_loss_t,
-            seed=spec.seed,
-            autocast_dtype=autocast,
-        )
-        metrics["val_loss"] = loss["val_loss"]
-    if "swd" in wanted:
-        real = cached_reference_images(
-            spec.val_shards, tuple(resolution), spec.num_reference, spec.num_classes
-        )
-        fake = load_images(cell / "images", range(spec.num_samples))
-        metrics["swd"] = sliced_wasserstein_distance(real, fake, seed=spec.seed).average
-    if inception is not None:
-        scores, frechet = inception_metrics(spec, inception, cell / "images", resolution, wanted)
-        metrics.update(scores)
-    card = grid_cell_card(
-        spec,
+    generate_to_folder(
         module,
-        rule,
-        resolution,
-        precision=spec.precision,
-        inception_tag=inception_tag(inception),
+        cell / "images",
+        num_images=spec.num_samples,
+        resolution=resolution,
+        rule=rule,
+        seed=spec.seed,
+        batch_size=spec.batch_size,
+        autocast_dtype=settings.autocast_dtype,
+        **settings.sample_kwargs,
     )
+    barrier()
+    images = read_chunks(cell / "images", num_images=spec.num_samples, batch_size=spec.batch_size)
+    scores = score_cell(module, rule, resolution, images, settings, plan)
+    card = cell_card(settings, module, rule, resolution, inception_tag=plan.inception_tag)
     record = {
         "model": entry.name,
         "checkpoint": entry.checkpoint,
@@ -231,12 +117,12 @@ def evaluate_cell(spec, module, entry, rule_entry, resolution, inception, wanted
         "height": h,
         "width": w,
         "train_resolution": "x".join(map(str, module.resolution)),
-        "metrics": metrics,
-        "requested": wanted,
+        "metrics": scores.metrics,
+        "requested": list(plan.wanted),
         "seconds": round(time.time() - started, 1),
         "protocol": card.as_dict(),
     }
-    for name, result in frechet.items():  # the square root retried with the eps offset?
+    for name, result in scores.frechet.items():  # the square root retried with the eps offset?
         record[f"{name}_retried"], record[f"{name}_retry_reason"] = result.retried, result.reason
     if rank == 0:
         images = load_images(cell / "images", range(min(spec.grid_images, spec.num_samples)))
@@ -258,11 +144,6 @@ def drop_stale_images(cell: Path, card: ProtocolCard) -> None:
     path.write_text(json.dumps(card.as_dict(), indent=1))
 
 
-def inception_tag(inception) -> str | None:
-    """The weights tag of the grid's Inception network (None: offline metrics only)."""
-    return None if inception is None else inception.weights_tag
-
-
 def not_applicable(module: Sampler, rule, resolution) -> str | None:
     """Why ``rule`` cannot run at ``resolution`` on this model (None when it can); a resolution
     that does not divide the patch grid is an error of the grid file and raises."""
@@ -276,19 +157,20 @@ def not_applicable(module: Sampler, rule, resolution) -> str | None:
 def run_grid(spec: GridSpec) -> Path:
     """Evaluate every cell of ``spec`` not yet done, then write the report; returns results.md."""
     out = Path(spec.out_dir)
-    cached_reference_images.cache_clear()  # shards may have changed since an earlier grid
-    wanted, inception, note = resolve_metrics(spec)
+    reference_swd_descriptors.cache_clear()  # shards may have changed since an earlier grid
+    plan, note = resolve_metrics(spec)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if inception is not None:
-        inception.to(device)
+    if plan.inception is not None:
+        plan.inception.to(device)
     rank, _ = rank_and_world()
     # precision auto resolved once: every cell runs, records and is compared in the name used
     resolved = resolve_precision(spec.precision, device.type)
     spec = dataclasses.replace(spec, precision=resolved.name)
+    settings = CellSettings.of_grid(spec, resolved)
     if rank == 0:
         print(f"[eval-grid] {resolved.describe()}", flush=True)
     # Load every model and check every resolution first: a bad cell fails before any work.
-    plans = []
+    cells = []
     for entry in spec.models:
         module = load_model(entry, device)
         for rule_entry in spec.rules_of(entry):
@@ -297,15 +179,14 @@ def run_grid(spec: GridSpec) -> Path:
                 reason = not_applicable(module, rule, resolution)
                 card = None
                 if reason is None:  # what this run would record, to check finished cells
-                    card = grid_cell_card(
-                        spec, module, rule, resolution, precision=spec.precision,
-                        inception_tag=inception_tag(inception),
-                    )  # fmt: skip
-                plans.append((entry, rule_entry, resolution, reason, card))
+                    card = cell_card(
+                        settings, module, rule, resolution, inception_tag=plan.inception_tag
+                    )
+                cells.append((entry, rule_entry, resolution, reason, card))
         del module
     skipped = []
     current = None
-    for entry, rule_entry, resolution, reason, card in plans:
+    for entry, rule_entry, resolution, reason, card in cells:
         h, w = resolution
         cell = out / "cells" / entry.name / rule_entry.label / f"{h}x{w}"
         if reason is not None:
@@ -314,7 +195,7 @@ def run_grid(spec: GridSpec) -> Path:
         if (cell / "metrics.json").is_file():
             done = json.loads((cell / "metrics.json").read_text())
             changed = changed_settings(done.get("protocol"), card)
-            if not changed and set(wanted) <= set(done.get("requested", [])):
+            if not changed and set(plan.wanted) <= set(done.get("requested", [])):
                 continue
             if changed and rank == 0:
                 print(f"[eval-grid] re-scoring {cell}: its {', '.join(changed)} differ(s)")
@@ -325,7 +206,7 @@ def run_grid(spec: GridSpec) -> Path:
             current = (entry, load_model(entry, device))
         if rank == 0:
             print(f"[eval-grid] {entry.name} / {rule_entry.label} / {h}x{w}", flush=True)
-        evaluate_cell(spec, current[1], entry, rule_entry, resolution, inception, wanted, cell)
+        evaluate_cell(spec, settings, plan, current[1], entry, rule_entry, resolution, cell)
     if rank == 0:
         return write_report(spec, note=note, skipped=skipped)
     return out / "results.md"

@@ -7,8 +7,9 @@ folder and weight hash, or ``pixels``) and latent scale, the sample count and se
 reference (its source, image count and statistics-file hash), the Inception weights tag, and
 the environment (suite commit, torch version, device).
 
-- ``build_card``: the card of any ``Sampler`` evaluated at one resolution with one rule; the eval
-  grid (``grid_cell_card``) and training-time metrics build theirs with it.
+- ``build_card``: the card of any ``Sampler`` evaluated at one resolution with one rule;
+  ``cell_card``: the card of a cell scored with ``lit_rpe.eval.cell`` settings, which the eval
+  grid and ``ResolutionEvalCallback`` (training-time metrics) record.
 - ``changed_settings``: which settings that define the numbers differ between a stored card and
   the current one (the grid re-scores such a cell instead of reusing it).
 - ``compare_cards``: the card most cells share and each cell's deviations from it (the report).
@@ -21,10 +22,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from lit_rpe.eval.grid_spec import GridSpec
 from lit_rpe.eval.references import (
     CROP,
     adm_reference_count,
@@ -35,6 +36,9 @@ from lit_rpe.posenc import InferenceRule
 from lit_rpe.provenance import device_name, file_sha256, suite_commit
 from lit_rpe.resolution import as_height_width
 from lit_rpe.sampler import Sampler, SamplerOptions
+
+if TYPE_CHECKING:  # cell.py imports the metric code; this module stays light
+    from lit_rpe.eval.cell import CellSettings
 
 PIXELS = "pixels"  # the decoder of a pixel-space model: its outputs are the images
 NO_INCEPTION = "none"  # the Inception tag of offline-only metrics (validation loss, SWD)
@@ -52,7 +56,7 @@ class ReferenceInfo:
 
 
 def computed_reference(
-    shards: str | list[str],
+    shards: str | Sequence[str],
     resolution: int | tuple[int, int],
     num_images: int,
     *,
@@ -214,41 +218,45 @@ def build_card(
     )
 
 
-def grid_reference(
-    spec: GridSpec, resolution: tuple[int, int], inception_tag: str | None
+def cell_reference(
+    settings: CellSettings, resolution: tuple[int, int], inception_tag: str | None
 ) -> ReferenceInfo:
-    """The reference of a grid cell: the ADM batch named for its resolution, else the
-    validation shards (their cached Inception statistics when Inception metrics run)."""
+    """The reference of a cell: the ADM batch named for its resolution, else the validation
+    shards (their cached Inception statistics when Inception metrics run)."""
     h, w = resolution
-    adm = (spec.adm_references or {}).get(f"{h}x{w}")
+    adm = (settings.adm_references or {}).get(f"{h}x{w}")
     if inception_tag is not None and adm:
         return adm_reference(adm)
-    cache = spec.reference_cache if inception_tag is not None else None
+    cache = settings.reference_cache if inception_tag is not None else None
     return computed_reference(
-        spec.val_shards, resolution, spec.num_reference, cache_dir=cache, weights_tag=inception_tag
+        settings.val_shards,
+        resolution,
+        settings.num_reference,
+        cache_dir=cache,
+        weights_tag=inception_tag,
     )
 
 
-def grid_cell_card(
-    spec: GridSpec,
+def cell_card(
+    settings: CellSettings,
     module: Sampler,
     rule: InferenceRule,
     resolution: tuple[int, int],
     *,
-    precision: str,
     inception_tag: str | None,
 ) -> ProtocolCard:
-    """``build_card`` for one cell of an eval grid: the grid's sampler settings over the
-    model's own, its sample count and seed, and ``grid_reference``."""
+    """``build_card`` for one cell scored under ``settings`` (an eval grid's or the training
+    callback's): their sampler settings over the model's own, precision, sample count and
+    seed, and ``cell_reference``. inception_tag: ``MetricPlan.inception_tag``."""
     return build_card(
         module,
         rule=rule,
         resolution=resolution,
-        options=module.sampler_options(**vars(spec.sampler)),
-        precision=precision,
-        num_samples=spec.num_samples,
-        seed=spec.seed,
-        reference=grid_reference(spec, resolution, inception_tag),
+        options=module.sampler_options(**vars(settings.sampler)),
+        precision=settings.precision.name,
+        num_samples=settings.num_samples,
+        seed=settings.seed,
+        reference=cell_reference(settings, resolution, inception_tag),
         inception_tag=inception_tag,
     )
 

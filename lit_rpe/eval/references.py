@@ -3,12 +3,15 @@
 Every evaluated resolution gets its own reference: the same validation images, centre-cropped
 (ADM protocol) to that H x W. Inception statistics of a reference are cached on disk under a
 key of (data set, resolution, crop, number of images, Inception weights), so a grid computes
-each one once. ADM's published reference batches (``VIRTUAL_imagenet256_labeled.npz``,
-``VIRTUAL_imagenet512.npz``) can stand in at 256 and 512 (``import_adm_reference``).
+each one once; the SWD descriptors of a reference are kept in memory for the last two
+resolutions (``reference_swd_descriptors``). ADM's published reference batches
+(``VIRTUAL_imagenet256_labeled.npz``, ``VIRTUAL_imagenet512.npz``) can stand in at 256 and 512
+(``import_adm_reference``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import zipfile
@@ -20,8 +23,14 @@ import torch
 
 from lit_rpe.data.shard_list import expand_shards
 from lit_rpe.data.validation import validation_batches
-from lit_rpe.distributed import all_gather_rows
+from lit_rpe.distributed import all_gather_rows, gather_in_index_order, rank_and_world
 from lit_rpe.eval.statistics import FeatureStatistics
+from lit_rpe.eval.swd import (
+    descriptor_row_width,
+    descriptor_rows,
+    laplacian_descriptors,
+    rows_to_descriptors,
+)
 from lit_rpe.image_io import quantize_uint8
 from lit_rpe.resolution import as_height_width
 
@@ -66,6 +75,16 @@ class ReferenceFeatures:
         tmp = path.with_suffix(".tmp.npz")  # written whole, then renamed: no half caches
         np.savez(tmp, pool_rows=self.pool_rows.numpy().astype(np.float32), **arrays)
         tmp.replace(path)
+
+    def as_stored(self) -> ReferenceFeatures:
+        """These statistics as ``save`` + ``load`` give them back (rebuilt from mu and sigma),
+        so a freshly computed reference scores exactly like its cached copy."""
+        pool, spatial = self.pool.arrays(), self.spatial.arrays()
+        return ReferenceFeatures(
+            FeatureStatistics.from_moments(pool["mu"], pool["sigma"], self.pool.count),
+            FeatureStatistics.from_moments(spatial["mu"], spatial["sigma"], self.spatial.count),
+            self.pool_rows.float(),
+        )
 
     @classmethod
     def load(cls, path: Path) -> ReferenceFeatures:
@@ -140,8 +159,47 @@ def reference_features(
         FeatureStatistics(feats["spatial"].shape[1]).update(feats["spatial"]),
         feats["pool"],
     )
-    ref.save(path)
-    return ref
+    if rank_and_world()[0] == 0:  # every rank computed the same features; one writes them
+        ref.save(path)
+    return ref.as_stored()
+
+
+@functools.lru_cache(maxsize=2)
+def reference_swd_descriptors(
+    shards: str | tuple[str, ...],
+    resolution: tuple[int, int],
+    num_images: int,
+    *,
+    seed: int,
+    batch_size: int,
+    num_classes: int | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """SWD descriptors (``laplacian_descriptors``, finest level first, each (N * 128, 3, 7, 7))
+    of the first ``num_images`` centre-cropped validation images at ``resolution``.
+
+    Each rank describes its contiguous share (``validation_batches``) by global image index,
+    so the patch positions and the gathered result do not depend on the number of ranks.
+    Cached in memory for the last two (shards, resolution, ...) asked for; ``cache_clear()``
+    frees them. Returns a tuple: the cached tensors are shared, never modify them.
+    """
+    rank, world = rank_and_world()
+    first = rank * (num_images // world)  # validation_batches: rank r's share starts here
+    indices, rows = [], []
+    batches = validation_batches(
+        list(shards) if isinstance(shards, tuple) else shards,
+        resolution,
+        num_images,
+        batch_size=batch_size,
+        num_classes=num_classes,
+    )
+    for batch in batches:
+        images = quantize_uint8(batch["image"])
+        start = first + len(indices)
+        described = laplacian_descriptors(images, seed=seed, first_index=start)
+        rows.append(descriptor_rows(described, images.shape[0]))
+        indices += range(start, start + images.shape[0])
+    local = torch.cat(rows) if rows else torch.empty(0, descriptor_row_width(resolution))
+    return tuple(rows_to_descriptors(gather_in_index_order(indices, local), resolution))
 
 
 def import_adm_reference(npz_path: str | Path, inception=None) -> ReferenceFeatures:

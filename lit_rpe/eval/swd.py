@@ -133,6 +133,40 @@ def laplacian_descriptors(
     ]
 
 
+def descriptor_row_width(
+    resolution: tuple[int, int],
+    nhoods_per_image: int = 128,
+    channels: int = 3,
+    min_resolution: int = 16,
+) -> int:
+    """Floats per image of ``descriptor_rows`` at ``resolution`` (H, W)."""
+    levels = len(pyramid_resolutions(*resolution, min_resolution=min_resolution))
+    return levels * nhoods_per_image * channels * NHOOD_SIZE**2
+
+
+def descriptor_rows(levels: list[torch.Tensor], num_images: int) -> torch.Tensor:
+    """Per-level descriptors of ``num_images`` images (``laplacian_descriptors``) as one row
+    per image, (N, levels x nhoods x C x 7 x 7), to travel with other per-image data."""
+    return torch.cat([level.reshape(num_images, -1) for level in levels], 1)
+
+
+def rows_to_descriptors(
+    rows: torch.Tensor,
+    resolution: tuple[int, int],
+    nhoods_per_image: int = 128,
+    channels: int = 3,
+    min_resolution: int = 16,
+) -> list[torch.Tensor]:
+    """The inverse of ``descriptor_rows``: (N, width) -> per level (N * nhoods, C, 7, 7)."""
+    levels = len(pyramid_resolutions(*resolution, min_resolution=min_resolution))
+    parts = rows.split(nhoods_per_image * channels * NHOOD_SIZE**2, dim=1)
+    if len(parts) != levels:
+        raise ValueError(
+            f"rows of width {rows.shape[1]} do not hold {levels} levels at {resolution}"
+        )
+    return [p.reshape(-1, channels, NHOOD_SIZE, NHOOD_SIZE) for p in parts]
+
+
 def normalize_descriptors(descriptors: torch.Tensor) -> torch.Tensor:
     """(M, C, 7, 7) -> (M, C * 49): per channel, zero mean and unit (population) std."""
     d = descriptors.double()

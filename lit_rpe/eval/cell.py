@@ -1,0 +1,292 @@
+"""One evaluation cell: a sampler at one resolution under one rule, scored with every metric.
+
+The eval grid (``lit_rpe.eval.grid``) and the training callback
+(``lit_rpe.callbacks.ResolutionEvalCallback``) both score their cells with ``score_cell``:
+- **Images** arrive as this rank's fixed chunks (``lit_rpe.eval.generation``): sampled in
+  memory (``generate_chunks``, the callback) or read back from the grid's cell folder
+  (``read_chunks``).
+- **Per image**, each chunk gives its Inception features (pool, spatial, logits) and SWD
+  descriptors. The rows of all ranks are gathered once, in index order, so every statistic is
+  computed from the same rows in the same order whatever the number of processes.
+- **References** come from ``lit_rpe.eval.references``: Inception statistics cached on disk per
+  resolution (or ADM's batches), SWD descriptors of the validation images cached in memory.
+- **Validation loss**: ``lit_rpe.eval.validation_loss`` on the same validation images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from lit_rpe.data.validation import validation_batches
+from lit_rpe.distributed import gather_in_index_order
+from lit_rpe.eval.generation import ImageChunk
+from lit_rpe.eval.grid_spec import INCEPTION_METRICS, GridSpec, SamplerEntry
+from lit_rpe.eval.references import (
+    image_features,
+    import_adm_reference,
+    reference_features,
+    reference_swd_descriptors,
+)
+from lit_rpe.eval.scores import inception_score, kernel_inception_distance, precision_recall
+from lit_rpe.eval.statistics import FeatureStatistics, FrechetResult, fid_result_from_statistics
+from lit_rpe.eval.swd import (
+    descriptor_row_width,
+    descriptor_rows,
+    laplacian_descriptors,
+    pyramid_resolutions,
+    rows_to_descriptors,
+    swd_from_descriptors,
+)
+from lit_rpe.eval.validation_loss import flow_validation_loss
+from lit_rpe.posenc import InferenceRule
+from lit_rpe.precision import ResolvedPrecision
+from lit_rpe.resolution import as_height_width
+from lit_rpe.sampler import Sampler
+
+
+@dataclass(frozen=True)
+class CellSettings:
+    """How every cell of a run is generated and scored (a grid file, or the callback's arguments).
+
+    val_shards: the validation shards (references and validation loss). num_samples: generated
+    images per cell; num_reference: reference images per resolution. batch_size: images per
+    sampler call (the fixed chunks) and per validation-loss batch. seed: image i uses seed
+    ``seed + i``; also the seed of the validation-loss noise and of the SWD patches.
+    sampler: method / steps / cfg_scale, None keeping the model's own. precision: the resolved
+    precision (``lit_rpe.precision.resolve_precision``) of the sampling and the validation loss,
+    whose short name the protocol card records. val_loss_images / val_loss_t:
+    the validation-loss protocol. num_classes: the label check of the validation shards (None:
+    their ``classes.json``). reference_cache: the folder of cached reference statistics.
+    fid_method: FID's matrix square root. adm_references: ADM reference batches, keyed "HxW".
+    """
+
+    val_shards: str | tuple[str, ...]
+    num_samples: int
+    num_reference: int
+    precision: ResolvedPrecision
+    batch_size: int = 32
+    seed: int = 0
+    sampler: SamplerEntry = field(default_factory=SamplerEntry)
+    val_loss_images: int = 64
+    val_loss_t: int = 8
+    num_classes: int | None = None
+    reference_cache: str = "runs/reference_stats"
+    fid_method: Literal["sqrtm", "eigh"] = "sqrtm"
+    adm_references: dict[str, str] | None = None
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return self.precision.autocast_dtype
+
+    @property
+    def sample_kwargs(self) -> dict:
+        """The sampler options that override the model's (``module.sample`` keywords)."""
+        return {k: v for k, v in vars(self.sampler).items() if v is not None}
+
+    @classmethod
+    def of_grid(cls, spec: GridSpec, precision: ResolvedPrecision) -> CellSettings:
+        """The settings of a grid file, run in ``precision`` (``spec.precision`` resolved)."""
+        return cls(
+            val_shards=spec.val_shards,
+            num_samples=spec.num_samples,
+            num_reference=spec.num_reference,
+            batch_size=spec.batch_size,
+            seed=spec.seed,
+            sampler=spec.sampler,
+            precision=precision,
+            val_loss_images=spec.val_loss_images,
+            val_loss_t=spec.val_loss_t,
+            num_classes=spec.num_classes,
+            reference_cache=spec.reference_cache,
+            fid_method=spec.fid_method,
+            adm_references=spec.adm_references,
+        )
+
+
+@dataclass(frozen=True)
+class MetricPlan:
+    """The metrics a run computes: ``wanted`` (names of ``grid_spec.ALL_METRICS``); the FID
+    ``inception`` network and its cache tag when any of them needs it; ``dropped``: Inception
+    metrics asked for (by ``auto``) but skipped because no weight file was found."""
+
+    wanted: tuple[str, ...]
+    inception: torch.nn.Module | None = None
+    weights_tag: str = ""
+    dropped: tuple[str, ...] = ()
+
+    @property
+    def inception_tag(self) -> str | None:
+        """The Inception weights tag of the protocol card; None for offline metrics only."""
+        return self.weights_tag if self.inception is not None else None
+
+
+@dataclass(frozen=True)
+class CellScores:
+    """A cell's numbers: ``metrics`` (name -> value) and, for FID and sFID, the
+    ``FrechetResult`` saying whether the matrix square root was retried."""
+
+    metrics: dict[str, float]
+    frechet: dict[str, FrechetResult] = field(default_factory=dict)
+
+
+def plan_metrics(
+    wanted: Sequence[str], inception_weights: str | None, *, optional: bool
+) -> MetricPlan:
+    """Load the Inception network if ``wanted`` needs it. Without a weight file: with
+    ``optional`` the Inception metrics are dropped (``MetricPlan.dropped``), otherwise
+    FileNotFoundError says which file to put where (``missing_weights_message``)."""
+    from lit_rpe.eval.inception_weights import resolve_inception_weights, weights_tag
+
+    needs = tuple(m for m in wanted if m in INCEPTION_METRICS)
+    if not needs:
+        return MetricPlan(tuple(wanted))
+    try:
+        path = resolve_inception_weights(inception_weights)
+    except FileNotFoundError:
+        if not optional:
+            raise
+        return MetricPlan(tuple(m for m in wanted if m not in needs), dropped=needs)
+    from lit_rpe.eval.inception import FIDInceptionV3
+
+    return MetricPlan(tuple(wanted), FIDInceptionV3(path), weights_tag(path))
+
+
+def image_rows(
+    chunks: Iterable[ImageChunk], plan: MetricPlan, resolution: tuple[int, int], seed: int
+) -> dict[str, torch.Tensor]:
+    """Per-image rows of every rank's chunks, in index order: ``swd`` (descriptors) when SWD is
+    wanted, and the Inception features (``pool``, ``spatial``, ``logits_unbiased``). Without
+    image metrics the chunks are not consumed (a generator then samples nothing)."""
+    widths = {}
+    if "swd" in plan.wanted:
+        widths["swd"] = descriptor_row_width(resolution)
+    if plan.inception is not None:
+        from lit_rpe.eval.inception import FEATURE_DIMS
+
+        widths.update(FEATURE_DIMS)
+        if not plan.inception.has_logits:
+            del widths["logits_unbiased"]
+    if not widths:
+        return {}
+    indices, rows = [], []
+    for chunk, images in chunks:
+        parts = {}
+        if "swd" in widths:  # on the CPU: the same numbers wherever the images were sampled
+            described = laplacian_descriptors(images.cpu(), seed=seed, first_index=chunk.start)
+            parts["swd"] = descriptor_rows(described, len(chunk))
+        if plan.inception is not None:
+            parts.update(image_features(plan.inception, images))
+        rows.append(torch.cat([parts[name] for name in widths], 1))
+        indices += chunk
+    local = torch.cat(rows) if rows else torch.empty(0, sum(widths.values()))
+    gathered = gather_in_index_order(indices, local)
+    return dict(zip(widths, gathered.split(list(widths.values()), dim=1), strict=True))
+
+
+def cell_validation_loss(
+    module: Sampler, rule: InferenceRule, resolution: tuple[int, int], settings: CellSettings
+) -> float:
+    """The flow-matching validation loss of the cell (``flow_validation_loss``)."""
+    batches = validation_batches(
+        _shards(settings),
+        resolution,
+        settings.val_loss_images,
+        batch_size=settings.batch_size,
+        num_classes=settings.num_classes,
+    )
+    loss = flow_validation_loss(
+        module,
+        batches,
+        rule=rule,
+        num_t=settings.val_loss_t,
+        seed=settings.seed,
+        autocast_dtype=settings.autocast_dtype,
+    )
+    return loss["val_loss"]
+
+
+def inception_metrics(
+    fake: dict[str, torch.Tensor],
+    plan: MetricPlan,
+    resolution: tuple[int, int],
+    settings: CellSettings,
+) -> CellScores:
+    """FID, sFID, IS, KID, precision/recall (those wanted) of the generated features ``fake``
+    against the cell's reference."""
+    h, w = resolution
+    adm = (settings.adm_references or {}).get(f"{h}x{w}")
+    if adm:
+        ref = import_adm_reference(adm, plan.inception)
+    else:
+        ref = reference_features(
+            plan.inception,
+            _shards(settings),
+            resolution,
+            settings.num_reference,
+            cache_dir=settings.reference_cache,
+            weights_tag=plan.weights_tag,
+            num_classes=settings.num_classes,
+        )
+    wanted, frechet = plan.wanted, {}
+    for name, key, reference in (("fid", "pool", ref.pool), ("sfid", "spatial", ref.spatial)):
+        if name in wanted:
+            stats = FeatureStatistics(fake[key].shape[1]).update(fake[key])
+            frechet[name] = fid_result_from_statistics(stats, reference, method=settings.fid_method)
+    result = {name: r.value for name, r in frechet.items()}
+    if "is" in wanted and "logits_unbiased" in fake:
+        result["is"] = inception_score(fake["logits_unbiased"], splits=10).mean
+    if ref.pool_rows.shape[0] and "kid" in wanted:
+        size = min(1000, ref.pool_rows.shape[0], fake["pool"].shape[0])
+        result["kid"] = kernel_inception_distance(
+            ref.pool_rows, fake["pool"], subset_size=size
+        ).mean
+    if ref.pool_rows.shape[0] > 3 and "precision_recall" in wanted:
+        pr = precision_recall(ref.pool_rows, fake["pool"], k=3)
+        result.update(precision=pr.precision, recall=pr.recall)
+    return CellScores(result, frechet)
+
+
+@torch.no_grad()
+def score_cell(
+    module: Sampler,
+    rule: InferenceRule,
+    resolution: int | tuple[int, int],
+    chunks: Iterable[ImageChunk],
+    settings: CellSettings,
+    plan: MetricPlan,
+) -> CellScores:
+    """Every wanted metric of one cell: ``val_loss`` (models with a flow-matching objective),
+    ``swd``, then the Inception metrics. ``chunks``: this rank's images of the cell, consumed
+    here (a generator samples them as they are scored). Every rank must call it; every rank
+    returns the same values."""
+    resolution = as_height_width(resolution)
+    rows = image_rows(chunks, plan, resolution, settings.seed)
+    metrics: dict[str, float] = {}
+    if "val_loss" in plan.wanted and module.supports_validation_loss:
+        metrics["val_loss"] = cell_validation_loss(module, rule, resolution, settings)
+    if "swd" in plan.wanted:
+        real = reference_swd_descriptors(
+            _shards(settings),
+            resolution,
+            settings.num_reference,
+            seed=settings.seed,
+            batch_size=settings.batch_size,
+            num_classes=settings.num_classes,
+        )
+        fake = rows_to_descriptors(rows["swd"], resolution)
+        levels = pyramid_resolutions(*resolution)
+        metrics["swd"] = swd_from_descriptors(list(real), fake, levels, seed=settings.seed).average
+    if plan.inception is None:
+        return CellScores(metrics)
+    scores = inception_metrics(rows, plan, resolution, settings)
+    return CellScores({**metrics, **scores.metrics}, scores.frechet)
+
+
+def _shards(settings: CellSettings) -> str | tuple[str, ...]:
+    """The validation shards as a hashable key (the SWD reference cache is keyed on them)."""
+    shards = settings.val_shards
+    return tuple(shards) if isinstance(shards, list) else shards
