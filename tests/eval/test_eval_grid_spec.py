@@ -39,9 +39,14 @@ def test_invalid_rule_entries_fail_when_read():
         parse_rule("tasr_dynamic")
 
 
-@pytest.mark.parametrize("name", ["grid_256", "grid_512", "study_cpu/grid"])
+@pytest.mark.parametrize("name", ["grid_256", "grid_512"])
 def test_shipped_grids_list_tasr_and_rpe2d_with_its_add_ons(name):
     assert TASR | RPE2D_ADD_ONS <= labels(name)
+
+
+def test_the_cpu_study_scores_tasr_on_its_main_set_and_no_add_ons_to_fit_its_budget():
+    assert "tasr" in labels("study_cpu/shapes/grid")
+    assert not RPE2D_ADD_ONS & (labels("study_cpu/shapes/grid") | labels("study_cpu/grid"))
 
 
 def test_official_grid_lists_tasr():
