@@ -178,8 +178,12 @@ def plot(study: StudyCells, rows: list[Row], lines_of: list[tuple[str, str]], pa
     metrics = study.metrics()
     by_key = {(r.key, r.metric): r for r in rows}
     res = resolutions(study)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 3.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics, strict=True):
+    cols = min(4, len(metrics))
+    rows_ = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(3.6 * cols, 3.0 * rows_), squeeze=False)
+    for ax in axes.flat[len(metrics) :]:
+        ax.axis("off")
+    for ax, metric in zip(axes.flat, metrics, strict=False):
         for model, rule in lines_of:
             pts = [(h, by_key.get((CellKey(model, rule, h, w), metric))) for h, w in res]
             pts = [(h, r) for h, r in pts if r is not None]
@@ -193,7 +197,7 @@ def plot(study: StudyCells, rows: list[Row], lines_of: list[tuple[str, str]], pa
         ax.set_title(metric, fontsize=9)
         ax.set_xlabel("resolution (px)", fontsize=8)
         ax.tick_params(labelsize=7)
-    axes[0][0].legend(fontsize=6)
+    axes.flat[0].legend(fontsize=6)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
