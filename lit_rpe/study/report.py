@@ -184,7 +184,7 @@ def plot(study: StudyCells, rows: list[Row], lines_of: list[tuple[str, str]], pa
     for ax in axes.flat[len(metrics) :]:
         ax.axis("off")
     for ax, metric in zip(axes.flat, metrics, strict=False):
-        for model, rule in lines_of:
+        for i, (model, rule) in enumerate(lines_of):
             pts = [(h, by_key.get((CellKey(model, rule, h, w), metric))) for h, w in res]
             pts = [(h, r) for h, r in pts if r is not None]
             if not pts:
@@ -193,6 +193,7 @@ def plot(study: StudyCells, rows: list[Row], lines_of: list[tuple[str, str]], pa
             ax.errorbar(
                 [h for h, _ in pts], [r.seeds.estimate for _, r in pts], yerr=err,
                 marker="o", ms=3, capsize=2, label=f"{model} ({rule})",
+                color=plt.cm.tab20(i % 20), linestyle="-" if i < 10 else "--",
             )  # fmt: skip
         ax.set_title(metric, fontsize=9)
         ax.set_xlabel("resolution (px)", fontsize=8)
