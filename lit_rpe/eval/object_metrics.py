@@ -192,6 +192,7 @@ def summarize(
     generated for. ``one_object``: fraction of images with exactly one object; ``no_object``,
     ``several_objects``: with none / two or more; ``mean_count``; ``class_accuracy``: fraction of
     all images whose main object has the label's class (no object counts as wrong);
+    ``colour_accuracy``: the same for its colour alone (shape ignored);
     ``rel_size_mean``; ``edge_width_mean`` (pixels, over images with an object); with a
     ``reference`` (e.g. true renders at the same resolution): ``rel_size_w1``, the 1-D
     Wasserstein distance between the two sets of relative sizes, and their reference values."""
@@ -205,6 +206,7 @@ def summarize(
         "several_objects": float(np.mean(measures.count >= 2)),
         "mean_count": float(np.mean(measures.count)),
         "class_accuracy": float(np.mean(measures.predicted == labels)),
+        "colour_accuracy": float(np.mean(_colour(measures.predicted) == _colour(labels))),
         "rel_size_mean": _nanmean(measures.rel_size),
         "edge_width_mean": _nanmean(measures.edge_width),
     }
@@ -218,6 +220,11 @@ def summarize(
         out["ref_rel_size_mean"] = _nanmean(reference.rel_size)
         out["ref_edge_width_mean"] = _nanmean(reference.edge_width)
     return out
+
+
+def _colour(labels: np.ndarray) -> np.ndarray:
+    """Colour index of each class label (``class_parts``); -1 (no object) stays -1."""
+    return np.where(labels >= 0, labels // len(SHAPES), -1)
 
 
 def _finite(values: np.ndarray) -> np.ndarray:

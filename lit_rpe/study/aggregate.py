@@ -31,6 +31,7 @@ OBJECT_METRICS = (
     "one_object",
     "several_objects",
     "class_accuracy",
+    "colour_accuracy",
     "rel_size_w1",
     "edge_width_mean",
 )

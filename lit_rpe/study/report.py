@@ -35,6 +35,7 @@ TITLES = {
     "one_object": "Fraction of images with exactly one object (data: 1.00)",
     "several_objects": "Fraction with two or more objects (duplicates; data: 0.00)",
     "class_accuracy": "Fraction whose object has the label's colour and shape (data: 1.00)",
+    "colour_accuracy": "Fraction whose object has the label's colour (data: 1.00)",
     "rel_size_w1": "Object size vs true renders: 1-D Wasserstein distance of relative sizes "
     "(noise floor about 0.02)",
     "edge_width_mean": "Edge width in pixels (true renders: about 1.5; blur widens it)",

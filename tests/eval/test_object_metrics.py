@@ -71,14 +71,17 @@ def test_specks_below_the_area_threshold_are_not_objects():
 
 def test_one_object_fraction_and_class_accuracy_in_the_summary():
     scenes = [scene_with([3] * k, [0.25] * k, seed=k) for k in (0, 1, 1, 2, 1, 3, 1, 1)]
-    labels = np.array([3, 3, 3, 3, 4, 3, 3, 3])  # image 4 is labelled with another class
+    # image 4 is labelled with another colour, image 6 with the same colour's other shape
+    labels = np.array([3, 3, 3, 3, 4, 3, 2, 3])
     summary = summarize(measure_objects(render_scenes(scenes, 32)), labels)
     assert summary["one_object"] == pytest.approx(5 / 8)
     assert summary["no_object"] == pytest.approx(1 / 8)
     assert summary["several_objects"] == pytest.approx(2 / 8)
     assert summary["mean_count"] == pytest.approx(10 / 8)
-    # the empty image counts as wrong, so does the mislabelled one
-    assert summary["class_accuracy"] == pytest.approx(6 / 8)
+    # the empty image counts as wrong, so do the two mislabelled ones; the colour alone
+    # is right for image 6 (class 2 and 3 are the green square and triangle)
+    assert summary["class_accuracy"] == pytest.approx(5 / 8)
+    assert summary["colour_accuracy"] == pytest.approx(6 / 8)
     with pytest.raises(ValueError, match="labels for"):
         summarize(measure_objects(render_scenes(scenes, 32)), labels[:3])
 
