@@ -55,11 +55,6 @@ def reference_measures(val_shards: str, resolution: tuple[int, int], cache: Path
     return load_measures(path)
 
 
-def cell_resolution(cell: Path) -> tuple[int, int]:
-    h, w = cell.name.split("x")
-    return int(h), int(w)
-
-
 def measure_cell(cell: Path) -> Path:
     """Measure the images of one finished cell (if not done since it was scored)."""
     path = cell / "objects.npz"
@@ -69,9 +64,3 @@ def measure_cell(cell: Path) -> Path:
     labels, _ = seeds_and_labels(range(num), seed=0, num_classes=len(CLASSES))
     save_measures(path, measure_objects(read_images(cell / "images", range(num))), labels)
     return path
-
-
-def measure_grid(out_dir: Path, val_shards: str) -> list[Path]:
-    """Measure every finished cell under ``<out_dir>/cells``; returns the objects.npz paths."""
-    cells = sorted(p.parent for p in (out_dir / "cells").glob("*/*/*/metrics.json"))
-    return [measure_cell(cell) for cell in cells]

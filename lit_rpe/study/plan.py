@@ -11,7 +11,7 @@ over seeds start from distinct noise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -42,7 +42,6 @@ class StudyPlan:
     seeds: tuple[int, ...] = (1, 2, 3)
     workers: int = 2
     threads: int = 1
-    extra_args: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self):
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:

@@ -78,7 +78,7 @@ def train(plan: StudyPlan, timings: Timings) -> None:
     jobs = [
         Job(
             f"train {r.dataset}/{r.strategy}/seed{r.seed}",
-            ("lit_rpe", *r.cli_args(plan.extra_args)),
+            ("lit_rpe", *r.cli_args()),
             r.run_dir / "train.log",
         )
         for r in todo
