@@ -31,29 +31,27 @@ def child(precision: str, repeats: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
+    from bench_train_step import make_step
+
     from lit_rpe.config import NetConfig, OptimConfig
     from lit_rpe.module import DiffusionModule
     from lit_rpe.posenc import InferenceRule
     from lit_rpe.precision import resolve_precision
 
     resolved = resolve_precision(precision, "cpu")
+    bf16 = resolved.autocast_dtype is not None
     net = NetConfig(name="DiT-XS/4", encoder="rope", train_positions="rpe2d", max_len=16)
     module = DiffusionModule(net=net, resolution=32, num_classes=10, optim=OptimConfig(lr=1e-3))
-    opt = torch.optim.AdamW(module.net.parameters(), lr=1e-3)
-    x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
-    autocast = dict(device_type="cpu", dtype=torch.bfloat16)
-
-    def train_step():
-        gen = torch.Generator().manual_seed(0)
-        with torch.autocast(**autocast, enabled=resolved.autocast_dtype is not None):
-            pos = module.net.draw_positions(32, module.net.token_grid(32, 32), generator=gen)
-            out = module.loss(module.net, x, y, generator=gen, pos_h=pos[0], pos_w=pos[1])
-        opt.zero_grad()
-        out.losses.mean().backward()
-        opt.step()
+    gen = torch.Generator().manual_seed(0)
+    batch = {
+        "image": torch.rand(32, 3, 32, 32, generator=gen) * 2 - 1,
+        "label": torch.randint(0, 10, (32,), generator=gen),
+    }
+    # the step lit-rpe fit runs: training_step, backward, the module's own AdamW, the EMA
+    train_step = make_step(module, module.configure_optimizers()["optimizer"], batch, bf16)
 
     def sample():
-        with torch.autocast(**autocast, enabled=resolved.autocast_dtype is not None):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             module.sample([i % 10 for i in range(32)], list(range(32)), resolution=64,
                           rule=InferenceRule("extrapolate"), steps=6, method="heun",
                           cfg_scale=2.0)  # fmt: skip
