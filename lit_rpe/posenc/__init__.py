@@ -10,11 +10,14 @@ from lit_rpe.posenc.addons import (
     addon_axis_taus,
     attention_logit_factor,
     default_shift_factor,
+    fit_proportion,
+    fit_proportion_tau,
     timestep_shift,
     yarn_tau,
 )
 from lit_rpe.posenc.encoders import ENCODERS, apply_rope, rope_tables, sincos_embedding
 from lit_rpe.posenc.encoding import PositionalEncoding, encode_positions
+from lit_rpe.posenc.fit_options import FIT_INTERPOLATIONS, fit_rule
 from lit_rpe.posenc.frequencies import (
     DYPE_DEFAULTS,
     FREQUENCY_METHODS,
@@ -51,6 +54,7 @@ __all__ = [
     "ATTENTION_SCALES",
     "DYPE_DEFAULTS",
     "ENCODERS",
+    "FIT_INTERPOLATIONS",
     "FREQUENCY_METHODS",
     "INFERENCE_RULES",
     "SCALINGS",
@@ -70,6 +74,9 @@ __all__ = [
     "base_frequencies",
     "default_shift_factor",
     "encode_positions",
+    "fit_proportion",
+    "fit_proportion_tau",
+    "fit_rule",
     "grid_positions",
     "inference_positions",
     "ntk_theta",

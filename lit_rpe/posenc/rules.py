@@ -30,6 +30,7 @@ from lit_rpe.posenc.addons import (
     addon_axis_taus,
     attention_logit_factor,
     default_shift_factor,
+    fit_proportion_tau,
 )
 from lit_rpe.posenc.frequencies import (
     TIME_DEPENDENT_METHODS,
@@ -54,7 +55,7 @@ INFERENCE_RULES: dict[str, tuple[str, str]] = {
     "tasr_static": ("grid", "tasr_static"),  # TASR's final base change at every step
 }
 SCALINGS = ("decoupled", "coupled")
-TAU_AXES = ("per_axis", "max")
+TAU_AXES = ("per_axis", "max", "none")
 _METHODS_WITH_TAU = ("yarn", "ntk_by_parts", "dype_yarn")
 
 
@@ -67,16 +68,19 @@ class InferenceRule:
     for rules without a tau of their own) or ``proportional``. timestep_shift: the factor a of
     ``t' = a t / (1 + (a - 1) t)``, or ``"auto"`` for ``sqrt(N_test / N_train)``.
     tau_axes: ``per_axis`` (each axis's tau on its half of a head, the default) or ``max`` (the
-    larger tau on both; see the module docstring).
+    larger tau on both; see the module docstring) or ``none`` (the frequency method's own tau
+    dropped: FiT's ntk-by-parts has none; add-on factors still apply).
+    attention_scale ``fit_pro1`` / ``fit_pro2``: FiT's ``ntkpro1`` / ``ntkpro2`` factor on cos
+    and sin (``addons.fit_proportion_tau``).
     lambda_s, lambda_t: DyPE's ``kappa(t) = lambda_s t^lambda_t`` (None: the method's default).
     watershed: TASR's switch time in Lumina's convention (0 = noise; None: ``TASR_WATERSHED``).
     """
 
     name: str = "extrapolate"
     scaling: Literal["decoupled", "coupled"] = "decoupled"
-    attention_scale: Literal["none", "yarn", "proportional"] = "none"
+    attention_scale: Literal["none", "yarn", "proportional", "fit_pro1", "fit_pro2"] = "none"
     timestep_shift: float | Literal["auto"] = 1.0
-    tau_axes: Literal["per_axis", "max"] = "per_axis"
+    tau_axes: Literal["per_axis", "max", "none"] = "per_axis"
     lambda_s: float | None = None
     lambda_t: float | None = None
     watershed: float | None = None
@@ -95,10 +99,14 @@ class InferenceRule:
                 f"unknown attention scale {self.attention_scale!r}; "
                 f"valid: {', '.join(ATTENTION_SCALES)}"
             )
-        if self.attention_scale == "yarn" and self.frequency_method in _METHODS_WITH_TAU:
+        if (
+            self.attention_scale in ("yarn", "fit_pro1", "fit_pro2")
+            and self.frequency_method in _METHODS_WITH_TAU
+            and self.tau_axes != "none"
+        ):
             raise ValueError(
                 f"rule {self.name!r} already scales attention by tau^2; "
-                "attention_scale='yarn' would apply it twice"
+                f"attention_scale={self.attention_scale!r} would scale it twice"
             )
         if self.timestep_shift != "auto" and not (
             isinstance(self.timestep_shift, int | float) and self.timestep_shift > 0
@@ -184,9 +192,12 @@ def rule_frequencies(
     f_w, tau_w = scaled_axis_frequencies(
         rule.frequency_method, dim, train_len=train_grid[1], scale=s_w, **common
     )
+    if rule.tau_axes == "none":
+        tau_h = tau_w = 1.0
     # The add-on's tau is 1 for rules that have one of their own (__post_init__), and vice versa.
     add_h, add_w = addon_axis_taus(rule.attention_scale, s_h, s_w)
-    tau_h, tau_w = tau_h * add_h, tau_w * add_w
+    fit_pro = fit_proportion_tau(rule.attention_scale, train_grid, test_grid)
+    tau_h, tau_w = tau_h * add_h * fit_pro, tau_w * add_w * fit_pro
     if rule.tau_axes == "max":
         tau_h = tau_w = max(tau_h, tau_w)
     logit = attention_logit_factor(
