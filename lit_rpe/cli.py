@@ -86,8 +86,9 @@ class LitRPETrainer(Trainer):
         seed: int = 0,
         use_ema: bool = True,
         out_dir: str | None = None,
-        official: Literal["dit", "sit"] | None = None,
+        official: Literal["dit", "sit", "fit"] | None = None,
         vae_path: str | None = None,
+        context_size: int | None = None,
     ) -> Path:
         """Sample a trained model at any resolution with any inference rule; writes a PNG grid.
 
@@ -95,8 +96,10 @@ class LitRPETrainer(Trainer):
         (H, W); default the training resolution. rule: an inference rule name; default the
         experiment's sampling rule. method: ``euler``/``heun`` (flow; SiT files), ``ddpm``/``ddim``
         (DiT files). Image i uses seed ``seed + i`` and label ``i % classes``.
-        official: ``dit`` or ``sit``: ckpt_path is an official DiT/SiT file (``load_official``),
-        sampled with its own objective; vae_path: its SD-VAE folder (default model.vae_path).
+        official: ``dit``, ``sit`` or ``fit``: ckpt_path is an official DiT/SiT/FiT file
+        (``load_official``), sampled with its own objective; vae_path: its SD-VAE folder
+        (default model.vae_path); context_size: a FiT file's token budget (256; 1024 for the
+        HR fine-tunes).
         Returns the grid's path: ``<out_dir or run dir/samples>/<rule>_<H>x<W>.png``.
         """
         if rule is not None and rule not in INFERENCE_RULES:
@@ -110,7 +113,8 @@ class LitRPETrainer(Trainer):
                 raise ValueError(f"--official {official} needs --ckpt_path: the official file")
             path = Path(ckpt_path)
             vae = vae_path or model.hparams.vae_path
-            model = load_official(path, official, vae_path=vae, rule=inference_rule)
+            options = {"context_size": context_size} if official == "fit" and context_size else {}
+            model = load_official(path, official, vae_path=vae, rule=inference_rule, **options)
             resolution = resolution or model.resolution
             model.check_resolution(resolution, inference_rule)
         else:

@@ -67,10 +67,10 @@ class SamplingConfig:
 
     rule: str | None = None
     scaling: Literal["decoupled", "coupled"] = "decoupled"
-    attention_scale: Literal["none", "yarn", "proportional"] = "none"
+    attention_scale: Literal["none", "yarn", "proportional", "fit_pro1", "fit_pro2"] = "none"
     timestep_shift: float | Literal["auto"] = 1.0
-    tau_axes: Literal["per_axis", "max"] = "per_axis"
-    method: Literal["euler", "heun"] = "heun"
+    tau_axes: Literal["per_axis", "max", "none"] = "per_axis"
+    method: Literal["euler", "heun", "dopri5"] = "heun"
     steps: int = 50
     cfg_scale: float = 1.0
     guidance_interval: tuple[float, float] | None = None

@@ -10,8 +10,8 @@ loss does not apply to these objectives (``supports_validation_loss`` is False).
   ``timestep / 1000`` (1 = noise), the DDPM step's position on this suite's time axis.
 - SiT files: SiT's linear interpolant ``x = t x_data + (1 - t) noise`` (t = 1 data) with
   velocity ``data - noise``. In this suite's time (``t' = 1 - t``, 1 = noise) the velocity is
-  ``v' = -v``, so ``sample_ode`` (``euler`` / ``heun``) integrates it unchanged; the sigma
-  channels of learn_sigma files are dropped, as SiT's forward does.
+  ``v' = -v``, so ``sample_ode`` (``euler`` / ``heun`` / ``dopri5``) integrates it unchanged;
+  the sigma channels of learn_sigma files are dropped, as SiT's forward does.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from lit_rpe.sampler import (
     SamplingStart,
 )
 
-METHODS = {"dit": ("ddpm", "ddim"), "sit": ("euler", "heun")}
+METHODS = {"dit": ("ddpm", "ddim"), "sit": ("euler", "heun", "dopri5")}
 
 
 @dataclass(frozen=True)
@@ -191,10 +191,16 @@ class OfficialModel(nn.Module, Sampler):
 
 
 def load_official(path: str | Path, kind: str, **kwargs) -> OfficialModel:
-    """Load an official DiT (``kind="dit"``) or SiT (``"sit"``) file as an ``OfficialModel``:
-    our ``DiT`` plus the objective and samplers the file was trained for. kwargs go to
-    ``OfficialModel`` (vae_path, rule, cfg_channels, cfg_scale, steps, method, ...), except
-    ``num_heads`` (for non-official sizes, see ``build_official_net``).
+    """Load an official DiT (``kind="dit"``), SiT (``"sit"``) or FiT/FiTv2 (``"fit"``,
+    ``lit_rpe.official_fit.load_fit``, which also takes ``context_size`` and
+    ``ori_max_pe_len``) file as an ``OfficialModel``: the network plus the objective and
+    samplers the file was trained for. kwargs go to ``OfficialModel`` (vae_path, rule,
+    cfg_channels, cfg_scale, steps, method, ...), except ``num_heads`` (for non-official sizes,
+    see ``build_official_net``).
     """
+    if kind == "fit":
+        from lit_rpe.official_fit import load_fit
+
+        return load_fit(path, **kwargs)
     net = build_official_net(path, kind, num_heads=kwargs.pop("num_heads", None))
     return OfficialModel(net, kind, source=str(path), **kwargs)

@@ -1,4 +1,6 @@
-"""Deterministic ODE samplers (Euler, Heun) from noise at t = 1 to data at t = 0."""
+"""Deterministic ODE samplers from noise at t = 1 to data at t = 0: fixed-step Euler and Heun,
+and the adaptive Dormand-Prince 5(4) solver of SiT / FiTv2's published numbers (torchdiffeq's
+``dopri5``, with their tolerances ``ADAPTIVE_TOLERANCES``)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,10 @@ import torch
 from lit_rpe.flow.guidance import Velocity
 from lit_rpe.posenc.addons import timestep_shift
 
-METHODS = ("euler", "heun")
+METHODS = ("euler", "heun", "dopri5")
+ADAPTIVE_METHODS = ("dopri5",)
+# (atol, rtol) of SiT's and FiT's ODE sampler (their --atol / --rtol defaults and configs)
+ADAPTIVE_TOLERANCES = (1e-6, 1e-3)
 
 
 def time_grid(
@@ -44,6 +49,7 @@ def sample_ode(
     steps: int,
     method: str = "euler",
     shift: float = 1.0,
+    tolerances: tuple[float, float] = ADAPTIVE_TOLERANCES,
 ) -> torch.Tensor:
     """Integrate dx/dt = velocity(x, t) from x(1) = noise down to t = 0 and return x(0).
 
@@ -55,10 +61,20 @@ def sample_ode(
     2 * steps - 1 evaluations; a shift > 1 lengthens that step (it starts at
     a / (steps + a - 1)), so shifted Heun needs more steps for the same accuracy.
     shift: timestep shift factor a of ``time_grid``.
+    ``dopri5``: the adaptive solver (``sample_ode_adaptive``); ``steps`` is not used and a
+    shift is refused (it moves a fixed grid; the adaptive solver places its own steps).
+    tolerances: (atol, rtol) of the adaptive solver.
     Runs without autograd. Returns (B, ...) in noise's dtype.
     """
     if method not in METHODS:
         raise ValueError(f"unknown sampling method {method!r}; valid: {', '.join(METHODS)}")
+    if method in ADAPTIVE_METHODS:
+        if shift != 1.0:
+            raise ValueError(
+                f"a timestep shift ({shift}) moves a fixed step grid; {method} places its own "
+                "steps: use euler or heun with timestep_shift"
+            )
+        return sample_ode_adaptive(velocity, noise, method=method, tolerances=tolerances)
     # Python floats, computed once on the CPU: no device sync inside the loop.
     ts = time_grid(steps, shift=shift).tolist()
     x = noise
@@ -72,3 +88,32 @@ def sample_ode(
             d_next = velocity(x_euler, t_next)
             x = x + dt * 0.5 * (d_cur + d_next)
     return x
+
+
+@torch.no_grad()
+def sample_ode_adaptive(
+    velocity: Velocity,
+    noise: torch.Tensor,
+    *,
+    method: str = "dopri5",
+    tolerances: tuple[float, float] = ADAPTIVE_TOLERANCES,
+) -> torch.Tensor:
+    """Integrate dx/dt = velocity(x, t) from t = 1 to 0 with torchdiffeq's adaptive ``method``.
+
+    The solver runs in the variable ``u = 1 - t`` from 0 to 1 (dx/du = -velocity), the
+    direction in which SiT and FiTv2 integrate their own time, so its steps are theirs. Its error
+    norm (RMS) is taken over the whole batch, as theirs: an image's steps, hence its result up
+    to the tolerance, depend on the batch it is sampled in. tolerances: (atol, rtol).
+    Returns x(t = 0), (B, ...) in noise's dtype.
+    """
+    from torchdiffeq import odeint
+
+    atol, rtol = tolerances
+    if not (atol > 0 and rtol > 0):
+        raise ValueError(f"tolerances must be > 0, got atol={atol}, rtol={rtol}")
+
+    def slope(u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return -velocity(x, 1.0 - float(u))
+
+    ends = torch.tensor([0.0, 1.0], dtype=torch.float64, device=noise.device)
+    return odeint(slope, noise, ends, method=method, atol=atol, rtol=rtol)[-1]

@@ -19,9 +19,10 @@ dict loads without renaming (``lit_rpe.models.fit_loading``):
 - No padding: the official mask is all ones for one image per sequence, which is plain
   attention.
 
-Time: the network embeds ``t * time_scale`` as given (1 here): SiT's t in [0, 1] (1 = data) for
-FiTv2, the DDPM timestep 0..999 for FiTv1 (see docs/official_checkpoints.md for the official
-``forward``'s clamp of t to 1).
+Time: the network embeds its time as given: SiT's t in [0, 1] (1 = data) for FiTv2, the DDPM
+timestep 0..999 for FiTv1. The official ``forward`` clamps t at 1 first (``clamp_time``, on by
+default, as the released code, with which FiTv1 is trained and sampled there: its network then
+sees only t = 0 or 1). It is a no-op for FiTv2; docs/official_checkpoints.md discusses it.
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ class FiT(nn.Module):
     ``ori_max_pe_len``, the per-axis length the frequency rules scale from (16 for every
     released file, the HR fine-tunes included); ``train_grid`` is ``(pe_train_len,) * 2``.
     mlp_hidden: the MLP's hidden width (SwiGLU: FiTv1 ``4 D``, FiTv2 ``8 D / 3``).
+    clamp_time: clamp the time at 1 before embedding it, as the official ``forward``.
     Implements the ``DiT`` calls the samplers use (``forward``, ``rule_positions``,
     ``default_rule``, ``patch_size``, ``in_channels``, ``num_classes``, ``train_grid``,
     ``max_len``, ``time_scale``).
@@ -161,6 +163,7 @@ class FiT(nn.Module):
         context_size: int = 256,
         pe_train_len: int = 16,
         theta: float = 10000.0,
+        clamp_time: bool = True,
     ):
         super().__init__()
         if hidden_size % num_heads:
@@ -184,6 +187,7 @@ class FiT(nn.Module):
         self.train_grid = (pe_train_len, pe_train_len)
         self.max_len = self.train_grid
         self.axis_dim = head_dim // 2
+        self.clamp_time = clamp_time
 
         self.x_embedder = nn.Module()
         self.x_embedder.proj = nn.Linear(in_channels * patch_size**2, hidden_size)
@@ -265,6 +269,8 @@ class FiT(nn.Module):
         )
         enc = encode_positions("rope", pos_h, pos_w, freqs, dtype=x.dtype)
         tokens = self.x_embedder.proj(tokens)
+        if self.clamp_time:
+            t = t.clamp(max=1.0)
         c = self.t_embedder(t * self.time_scale) + self.y_embedder(y, False)
         glob = None if self.global_adaLN_modulation is None else self.global_adaLN_modulation(c)
         for block in self.blocks:

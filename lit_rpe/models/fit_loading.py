@@ -184,6 +184,7 @@ def build_fit_net(
     num_heads: int | None = None,
     context_size: int = 256,
     ori_max_pe_len: int = 16,
+    clamp_time: bool = True,
 ) -> tuple[FiT, str]:
     """The official FiT file at ``path`` as ``(FiT in eval mode, version)``; ``ValueError``
     naming the file and key when the file does not fit (see the module docstring)."""
@@ -195,7 +196,7 @@ def build_fit_net(
         context_size=context_size,
         ori_max_pe_len=ori_max_pe_len,
     )
-    net = FiT(**config)
+    net = FiT(**config, clamp_time=clamp_time)
     expected = net.state_dict()
     for key, value in expected.items():
         if key not in state:
