@@ -165,6 +165,16 @@ class OfficialModel(nn.Module, Sampler):
         )
         if self.kind == "sit":
             c = net.in_channels
+            official_cfg = options.cfg_scale != 1.0 and options.guidance_interval is None
+            if options.method == "dopri5" and official_cfg and self.guided_channels():
+                from lit_rpe.official_ode import sample_official_adaptive
+
+                return sample_official_adaptive(
+                    start,
+                    cfg_scale=options.cfg_scale,
+                    guided_channels=self.guided_channels(),
+                    steps=options.steps,
+                )
 
             def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
                 return -denoise(x, 1.0 - t, t)[:, :c]  # SiT's t = 1 - t, v = -v_SiT
