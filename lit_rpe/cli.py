@@ -88,7 +88,7 @@ class LitRPETrainer(Trainer):
         out_dir: str | None = None,
         official: Literal["dit", "sit", "fit"] | None = None,
         vae_path: str | None = None,
-        context_size: int | None = None,
+        official_options: dict[str, int] | None = None,
     ) -> Path:
         """Sample a trained model at any resolution with any inference rule; writes a PNG grid.
 
@@ -98,8 +98,8 @@ class LitRPETrainer(Trainer):
         (DiT files). Image i uses seed ``seed + i`` and label ``i % classes``.
         official: ``dit``, ``sit`` or ``fit``: ckpt_path is an official DiT/SiT/FiT file
         (``load_official``), sampled with its own objective; vae_path: its SD-VAE folder
-        (default model.vae_path); context_size: a FiT file's token budget (256; 1024 for the
-        HR fine-tunes).
+        (default model.vae_path); official_options: loader options, e.g. a FiT file's
+        ``{context_size: 1024}`` (HR fine-tunes), ``ori_max_pe_len``, ``num_heads``.
         Returns the grid's path: ``<out_dir or run dir/samples>/<rule>_<H>x<W>.png``.
         """
         if rule is not None and rule not in INFERENCE_RULES:
@@ -113,7 +113,7 @@ class LitRPETrainer(Trainer):
                 raise ValueError(f"--official {official} needs --ckpt_path: the official file")
             path = Path(ckpt_path)
             vae = vae_path or model.hparams.vae_path
-            options = {"context_size": context_size} if official == "fit" and context_size else {}
+            options = official_options or {}
             model = load_official(path, official, vae_path=vae, rule=inference_rule, **options)
             resolution = resolution or model.resolution
             model.check_resolution(resolution, inference_rule)

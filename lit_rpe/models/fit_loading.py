@@ -60,8 +60,9 @@ def read_fit_state(path: str | Path) -> dict[str, torch.Tensor]:
             errors.append(f"safetensors: {err}")
     if obj is None:
         try:
-            with torch.serialization.safe_globals([argparse.Namespace]):
-                obj = torch.load(path, map_location="cpu", weights_only=True)
+            # a file object: torch.load would route a ``.safetensors`` name to safetensors again
+            with path.open("rb") as f, torch.serialization.safe_globals([argparse.Namespace]):
+                obj = torch.load(f, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001
             errors.append(f"torch.load: {str(err).splitlines()[0]}")
             raise ValueError(
