@@ -106,7 +106,7 @@ class InferenceRule:
         ):
             raise ValueError(
                 f"rule {self.name!r} already scales attention by tau^2; "
-                f"attention_scale={self.attention_scale!r} would scale it twice"
+                f"attention_scale={self.attention_scale!r} would apply it twice"
             )
         if self.timestep_shift != "auto" and not (
             isinstance(self.timestep_shift, int | float) and self.timestep_shift > 0

@@ -127,7 +127,7 @@ def test_runs_without_autograd():
     [
         ({"steps": 0}, "steps"),
         ({"steps": 2.0}, "steps"),
-        ({"steps": 4, "method": "rk4"}, "euler, heun"),
+        ({"steps": 4, "method": "rk4"}, "euler, heun, dopri5"),
         ({"steps": 4, "shift": 0.0}, "shift"),
     ],
 )
