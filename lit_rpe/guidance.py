@@ -78,7 +78,9 @@ def guided_denoiser(
     def denoise(x: torch.Tensor, t_net: float, rule_t: float) -> torch.Tensor:
         if x.shape[0] != batch:
             raise ValueError(f"x has batch {x.shape[0]} but y has {batch}")
-        rule_t = float(rule_t)
+        # Adaptive solvers (dopri5) evaluate stages slightly past the last time and interpolate
+        # back; time-dependent encodings are defined on [0, 1], so their t is clamped there.
+        rule_t = min(max(float(rule_t), 0.0), 1.0)
         # t in at least float32: a bf16 t would be too coarse for the timestep embedding.
         t_dtype = torch.promote_types(x.dtype, torch.float32)
         guide = cfg_scale != 1.0 and (interval is None or interval[0] <= rule_t <= interval[1])

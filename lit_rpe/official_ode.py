@@ -40,8 +40,15 @@ def sample_official_adaptive(
     def velocity(state: torch.Tensor, t: float) -> torch.Tensor:
         x = state[:batch]
         t_vec = torch.full((2 * batch,), 1.0 - t, dtype=t_dtype, device=x.device)
+        rule_t = min(max(t, 0.0), 1.0)  # the solver's last stages may pass t = 0 (guidance.py)
         out = net(
-            torch.cat([x, x]), t_vec, labels, pos_h=pos_h, pos_w=pos_w, rule=start.rule, rule_t=t
+            torch.cat([x, x]),
+            t_vec,
+            labels,
+            pos_h=pos_h,
+            pos_w=pos_w,
+            rule=start.rule,
+            rule_t=rule_t,
         )[:, :c]
         cond, uncond = out.chunk(2)
         guided = uncond[:, :k] + cfg_scale * (cond[:, :k] - uncond[:, :k])

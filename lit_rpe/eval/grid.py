@@ -53,7 +53,8 @@ def load_model(entry: ModelEntry, device: torch.device) -> Sampler:
     else:
         from lit_rpe.official import load_official
 
-        module = load_official(entry.checkpoint, entry.kind, vae_path=entry.vae_path)
+        options = entry.options or {}
+        module = load_official(entry.checkpoint, entry.kind, vae_path=entry.vae_path, **options)
     return module.to(device).eval()
 
 

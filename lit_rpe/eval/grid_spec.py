@@ -47,14 +47,17 @@ def _checked(cls, values: dict, where: str) -> dict:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One checkpoint. kind: ``lightning`` (trained here), ``dit`` or ``sit`` (official files,
-    which need ``vae_path``). rules: this model's rules instead of the grid's."""
+    """One checkpoint. kind: ``lightning`` (trained here), ``dit``, ``sit`` or ``fit`` (official
+    files, which need ``vae_path``). rules: this model's rules instead of the grid's.
+    options: an official file's loader options (``load_official``), e.g. a FiT file's
+    ``context_size`` (1024 for the HR fine-tunes) or ``ori_max_pe_len``."""
 
     name: str
     checkpoint: str
-    kind: Literal["lightning", "dit", "sit"] = "lightning"
+    kind: Literal["lightning", "dit", "sit", "fit"] = "lightning"
     vae_path: str | None = None
     rules: list | None = None
+    options: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -62,10 +65,10 @@ class RuleEntry:
     """An inference rule plus add-ons; ``label`` names the row of the results table."""
 
     name: str
-    attention_scale: Literal["none", "yarn", "proportional"] = "none"
+    attention_scale: Literal["none", "yarn", "proportional", "fit_pro1", "fit_pro2"] = "none"
     timestep_shift: float | Literal["auto"] = 1.0
     scaling: Literal["decoupled", "coupled"] = "decoupled"
-    tau_axes: Literal["per_axis", "max"] = "per_axis"
+    tau_axes: Literal["per_axis", "max", "none"] = "per_axis"
 
     @property
     def label(self) -> str:
@@ -133,6 +136,7 @@ class GridSpec:
     reference_cache: str = "runs/reference_stats"
     fid_method: Literal["sqrtm", "eigh"] = "sqrtm"
     adm_references: dict[str, str] | None = None
+    published: list | None = None  # PublishedFigure (lit_rpe.eval.published)
 
     @property
     def num_reference(self) -> int:
@@ -164,8 +168,12 @@ def load_grid(path: str | Path, *, check_files: bool = True) -> GridSpec:
             raise ValueError(f"{path}: missing key {key!r}")
     models = [ModelEntry(**_checked(ModelEntry, m, f"{path}: models")) for m in raw["models"]]
     for m in models:
-        if m.kind not in ("lightning", "dit", "sit"):
-            raise ValueError(f"model {m.name}: unknown kind {m.kind!r}; valid: lightning, dit, sit")
+        if m.kind not in ("lightning", "dit", "sit", "fit"):
+            raise ValueError(
+                f"model {m.name}: unknown kind {m.kind!r}; valid: lightning, dit, sit, fit"
+            )
+        if m.options and m.kind == "lightning":
+            raise ValueError(f"model {m.name}: options are for official files (kind dit/sit/fit)")
         for r in m.rules or []:
             parse_rule(r)
     names = [m.name for m in models]
@@ -189,6 +197,15 @@ def load_grid(path: str | Path, *, check_files: bool = True) -> GridSpec:
             "resolutions": [as_height_width(r) for r in raw["resolutions"]],
         }
     )
+    from lit_rpe.eval.published import parse_published
+
+    published = parse_published(
+        raw.get("published"),
+        models=names,
+        rules={m.name: [r.label for r in spec.rules_of(m)] for m in models},
+        metrics=ALL_METRICS,
+    )
+    spec = dataclasses.replace(spec, published=published)
     if spec.num_samples < 2:
         raise ValueError(f"num_samples must be at least 2, got {spec.num_samples}")
     if check_files:

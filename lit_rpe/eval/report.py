@@ -21,6 +21,7 @@ from lit_rpe.eval.protocol import (
     ProtocolCard,
     compare_cards,
 )
+from lit_rpe.eval.published import published_table
 
 CELL_COLUMNS = [
     "model", "checkpoint", "kind", "rule", "resolution", "height", "width", "train_resolution",
@@ -246,6 +247,7 @@ def write_report(spec: GridSpec, *, note: str = "", skipped: list[str] | None = 
         marks, notes = table_notes(records, metric, comparison, numbers)
         lines += metric_table(records, metric, resolutions, marks)
         lines += [*notes, ""] if notes else []
+    lines += published_table(spec.published or [], records)
     if skipped:
         lines += ["Cells not evaluated (the rule does not apply there):", ""]
         lines += [f"- {s}" for s in skipped] + [""]

@@ -293,7 +293,16 @@ def test_bad_grid_fails_before_any_generation(setup, monkeypatch, change, messag
 
 
 @pytest.mark.parametrize(
-    "name", ["grid_demo", "grid_256", "grid_512", "grid_official_256", "study_cpu/grid"]
+    "name",
+    [
+        "grid_demo",
+        "grid_256",
+        "grid_512",
+        "grid_official_256",
+        "study_cpu/grid",
+        "grid_fitv2_xl",
+        "grid_fitv2_hr_xl",
+    ],
 )
 def test_shipped_grids_parse(name):
     spec = load_grid(Path("experiments") / f"{name}.yaml", check_files=False)

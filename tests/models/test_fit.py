@@ -227,3 +227,11 @@ def test_lit_rpe_sample_official_fit_writes_a_grid(tmp_path, files, vae_folder):
         ]
     )
     assert (tmp_path / "run" / "samples" / "ntk_64x128.png").is_file()
+
+
+def test_dopri5_runs_time_dependent_rules_past_the_solvers_last_stage(files):
+    """dopri5's last stages evaluate past t = 0; DyPE and TASR get t clamped to [0, 1]."""
+    model = load_official(files["fitv2"], "fit", num_heads=2, context_size=64, ori_max_pe_len=8)
+    for rule in (InferenceRule("dype_yarn"), InferenceRule("tasr")):
+        out = model.sample_latents([1, 2], [0, 1], resolution=(256, 128), rule=rule, steps=3)
+        assert out.shape == (2, 4, 32, 16) and torch.isfinite(out).all()
