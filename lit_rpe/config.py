@@ -61,7 +61,8 @@ class SamplingConfig:
     """How the module samples (sample grids, ``lit-rpe sample``); rule None: the model default.
 
     rule: an inference rule name (``extrapolate``, ``rpe2d_even``, ``dype_ntk``, ``tasr``, ...)
-    with its add-ons (``InferenceRule``; tau_axes: ``per_axis`` or ``max``).
+    with its add-ons (``InferenceRule``; tau_axes: ``per_axis``, ``max`` or ``none``).
+    method: ``euler``, ``heun`` or ``dopri5`` (adaptive; ``steps`` are its output times).
     guidance_interval: (t_lo, t_hi) where classifier-free guidance applies.
     """
 
