@@ -64,9 +64,7 @@ def published_table(figures: list[PublishedFigure], records: list[dict]) -> list
     difference ours - published."""
     if not figures:
         return []
-    ours = {
-        (r["model"], r["rule"], f"{r['height']}x{r['width']}"): r["metrics"] for r in records
-    }
+    ours = {(r["model"], r["rule"], f"{r['height']}x{r['width']}"): r["metrics"] for r in records}
     lines = [
         "### Published figures beside ours",
         "",
