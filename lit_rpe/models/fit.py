@@ -267,7 +267,11 @@ class FiT(nn.Module):
             test_grid=grid,
             t=rule_t if rule.time_dependent else None,
         )
-        enc = encode_positions("rope", pos_h, pos_w, freqs, dtype=x.dtype)
+        # the RoPE tables in the autocast dtype (they multiply q and k), as DiT's
+        table_dtype = x.dtype
+        if torch.is_autocast_enabled(x.device.type):
+            table_dtype = torch.get_autocast_dtype(x.device.type)
+        enc = encode_positions("rope", pos_h, pos_w, freqs, dtype=table_dtype)
         tokens = self.x_embedder.proj(tokens)
         if self.clamp_time:
             t = t.clamp(max=1.0)

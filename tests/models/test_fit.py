@@ -235,3 +235,13 @@ def test_dopri5_runs_time_dependent_rules_past_the_solvers_last_stage(files):
     for rule in (InferenceRule("dype_yarn"), InferenceRule("tasr")):
         out = model.sample_latents([1, 2], [0, 1], resolution=(256, 128), rule=rule, steps=3)
         assert out.shape == (2, 4, 32, 16) and torch.isfinite(out).all()
+
+
+def test_bf16_autocast_runs_and_stays_close_to_fp32(files):
+    net = load(files["fitv2"])
+    x, t, y = torch.randn(2, 4, 8, 16), torch.tensor([0.2, 0.7]), torch.tensor([1, 2])
+    ref = net(x, t, y, rule=InferenceRule("dype_yarn"), rule_t=0.5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x, t, y, rule=InferenceRule("dype_yarn"), rule_t=0.5)
+    assert out.dtype == torch.bfloat16
+    assert (out.float() - ref).abs().max() < 0.05 * ref.abs().max()
