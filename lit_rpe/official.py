@@ -11,7 +11,8 @@ loss does not apply to these objectives (``supports_validation_loss`` is False).
 - SiT files: SiT's linear interpolant ``x = t x_data + (1 - t) noise`` (t = 1 data) with
   velocity ``data - noise``. In this suite's time (``t' = 1 - t``, 1 = noise) the velocity is
   ``v' = -v``, so ``sample_ode`` (``euler`` / ``heun`` / ``dopri5``) integrates it unchanged;
-  the sigma channels of learn_sigma files are dropped, as SiT's forward does.
+  ``sde`` is SiT's Euler-Maruyama sampler (``lit_rpe.flow.sde``); the sigma channels of
+  learn_sigma files are dropped, as SiT's forward does.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from lit_rpe.ddpm.samplers import ddim_sample, ddpm_sample, noise_generators
+from lit_rpe.ddpm.samplers import ddim_sample, ddpm_sample, noise_generators, step_noise
 from lit_rpe.ddpm.schedule import TRAIN_STEPS, DDPMSchedule
 from lit_rpe.flow.samplers import sample_ode
 from lit_rpe.guidance import OFFICIAL_GUIDED_CHANNELS, guided_denoiser
@@ -40,7 +41,7 @@ from lit_rpe.sampler import (
     SamplingStart,
 )
 
-METHODS = {"dit": ("ddpm", "ddim"), "sit": ("euler", "heun", "dopri5")}
+METHODS = {"dit": ("ddpm", "ddim"), "sit": ("euler", "heun", "dopri5", "sde")}
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,18 @@ class OfficialModel(nn.Module, Sampler):
 
             def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
                 return -denoise(x, 1.0 - t, t)[:, :c]  # SiT's t = 1 - t, v = -v_SiT
+
+            if options.method == "sde":
+                from lit_rpe.flow.sde import sample_sde
+
+                gens = noise_generators(start.seeds)
+                return sample_sde(
+                    velocity,
+                    start.noise,
+                    steps=options.steps,
+                    step_noise=lambda like: step_noise(gens, like),
+                    shift=start.shift,
+                )
 
             return sample_ode(
                 velocity, start.noise, steps=options.steps, method=options.method, shift=start.shift

@@ -245,3 +245,14 @@ def test_bf16_autocast_runs_and_stays_close_to_fp32(files):
         out = net(x, t, y, rule=InferenceRule("dype_yarn"), rule_t=0.5)
     assert out.dtype == torch.bfloat16
     assert (out.float() - ref).abs().max() < 0.05 * ref.abs().max()
+
+
+def test_sde_sampling_is_an_option_of_velocity_files_only(files):
+    kw = dict(num_heads=2, context_size=64, ori_max_pe_len=8)
+    v2 = load_official(files["fitv2"], "fit", **kw)
+    a = v2.sample_latents([1], [0], method="sde", steps=5)
+    b = v2.sample_latents([1, 2], [0, 1], method="sde", steps=5)
+    torch.testing.assert_close(a[0], b[0])  # per-image step noise
+    v1 = load_official(files["fitv1"], "fit", **kw)
+    with pytest.raises(ValueError, match="unknown method 'sde' for an official dit file"):
+        v1.sample_latents([1], [0], method="sde", steps=5)

@@ -220,6 +220,66 @@ def test_fitv2_dopri5_sampling_equals_the_official_transport(tmp_path, official,
 
 
 @pytest.mark.slow
+def test_fitv2_sde_sampling_equals_the_official_transport(tmp_path, official, monkeypatch):
+    """SiT's SDE sampler (Euler-Maruyama, diffusion "sigma", last step "Mean" 0.04) with CFG
+    1.5 at 12x24 latents with ``dynntk --decouple``: the official transport given our
+    per-image step noise (its global ``randn`` replaced) against ``method="sde"``."""
+    import importlib
+
+    from lit_rpe.ddpm.samplers import noise_generators, step_noise
+
+    fm, _, transport, _ = official
+    integrators = importlib.import_module("fit.scheduler.transport.integrators")
+    state = random_state(shapes_of(official_model(fm, "fitv2")), seed=4, std=0.1)
+    path = saved(tmp_path, state, "v2.safetensors")
+    size, grid, steps = (12, 24), (6, 12), 20
+    rule = fit_rule("dynntk", decouple=True)
+    ours_model = load_official(path, "fit", num_heads=4, context_size=64, ori_max_pe_len=ORI)
+    labels, seeds, pixels = [1, 7], [0, 1], [8 * s for s in size]
+    kw = dict(resolution=pixels, rule=rule, method="sde", steps=steps, cfg_scale=1.5)
+    ours = ours_model.sample_latents(labels, seeds, **kw)
+    start = ours_model.sampling_start(labels, seeds, pixels, rule, True)
+    z = ours_model.net.patchify(start.noise)[0]
+    model = official_model(fm, "fitv2", "dynntk", grid, decouple=True)
+    model.load_state_dict(state)
+    gens, randn = noise_generators(seeds), torch.randn
+
+    def our_step_noise(*shape, **kwargs):  # official: one (2B, N, C p p) draw per step
+        shape = tuple(shape[0]) if len(shape) == 1 else shape
+        monkeypatch.setattr(integrators.th, "randn", randn)
+        image = step_noise(gens, start.noise)
+        monkeypatch.setattr(integrators.th, "randn", our_step_noise)
+        tokens = ours_model.net.patchify(image)[0]
+        return torch.cat([tokens, torch.zeros(shape[0] - 2, *shape[1:])])
+
+    monkeypatch.setattr(integrators.th, "randn", our_step_noise)
+    positions, mask, sizes = official_inputs(grid, 2)
+    sampler = transport.Sampler(transport.create_transport("Linear", "velocity"))
+    sample_fn = sampler.sample_sde(
+        sampling_method="Euler",
+        diffusion_form="sigma",
+        diffusion_norm=1.0,
+        last_step="Mean",
+        last_step_size=0.04,
+        num_steps=steps,
+    )
+    kwargs = dict(
+        y=torch.tensor(labels + [10, 10]),
+        grid=torch.cat([positions, positions]),
+        mask=torch.cat([mask, mask]),
+        size=torch.cat([sizes, sizes]),
+        cfg_scale=1.5,
+    )
+    with torch.no_grad():
+        ref = sample_fn(torch.cat([z, z]), model.forward_with_cfg, **kwargs)[-1][:2]
+    monkeypatch.setattr(integrators.th, "randn", randn)
+    ref = ours_model.net.unpatchify(ref, grid)
+    diff, scale = (ours - ref).abs().max().item(), ref.abs().max().item()
+    print(f"FiTv2 sde {size}: largest |ours - official| {diff:.3g}, max |x| {scale:.3g}")
+    torch.testing.assert_close(ours, ref, atol=1e-5 * scale, rtol=0)
+
+
+@pytest.mark.slow
 def test_fitv1_ddim_sampling_equals_the_official_improved_diffusion(tmp_path, official):
     """FiTv1 (DDPM, learned sigma) through improved_diffusion's DDIM loop (eta 0, 10 respaced
     steps, CFG 1.5 on 3 channels) against the suite's ``ddim`` from the same noise, at the
