@@ -49,7 +49,9 @@ class OfficialSampling:
     """Sampler defaults of an official file (any of them can be overridden per ``sample`` call).
 
     method / steps: DiT ``ddpm`` with 250 respaced steps (DiT's sample.py and its FID-50K);
-    SiT ``heun`` with 50 steps (our ODE sampler; SiT's own ODE default is adaptive dopri5).
+    SiT ``heun`` with 50 steps (our ODE sampler; ``dopri5``, SiT's own adaptive ODE default,
+    and ``sde``, its SDE sampler, are options; FiT files have their own defaults,
+    ``lit_rpe.official_fit``).
     cfg_scale: 1.5, the DiT and SiT papers' FID-50K setting (4.0 for their sample figures).
     cfg_channels: ``dit`` guides the first 3 latent channels as both official ``forward_with_cfg``
     do; ``all`` guides every latent channel. ddim_eta: DDIM's eta.

@@ -5,7 +5,8 @@
   ``loss_per_t_bucket``; ``validation``: the fixed-noise validation protocol.
 - ``noise``: ``seeded_noise``, one generator per image.
 - ``guidance``: ``guided_velocity`` (``lit_rpe.guidance`` as a velocity field).
-- ``samplers``: ``sample_ode`` (Euler, Heun) over ``time_grid``.
+- ``samplers``: ``sample_ode`` (Euler, Heun over ``time_grid``; adaptive dopri5).
+- ``sde``: ``sample_sde``, SiT's Euler-Maruyama sampler (official SiT/FiTv2 files).
 
 Names are imported on first use.
 """
@@ -24,6 +25,8 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "interpolate": "path",
         "loss_per_t_bucket": "loss",
         "sample_ode": "samplers",
+        "sample_ode_adaptive": "samplers",
+        "sample_sde": "sde",
         "sample_t": "path",
         "seeded_noise": "noise",
         "target_velocity": "path",
