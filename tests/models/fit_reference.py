@@ -16,6 +16,7 @@ imports but cannot get here:
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -39,8 +40,12 @@ def missing_requirements() -> list[str]:
 
 
 def _stub_package(name: str, path: Path | None = None) -> None:
+    """A package without its ``__init__``; with a spec, so ``importlib.util.find_spec`` (which
+    diffusers calls on timm) still answers."""
     module = types.ModuleType(name)
     module.__path__ = [str(path)] if path else []
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+    module.__spec__.submodule_search_locations = module.__path__
     sys.modules[name] = module
 
 
