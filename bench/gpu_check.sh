@@ -79,7 +79,7 @@ if ! "$PY" -c "$NEEDED" 2>/dev/null; then
         exit 1
     fi
 fi
-export PYTHONPATH="$REPO:$REPO/bench${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 
 ORDER=0
@@ -101,7 +101,7 @@ run_stage() { # name cap_seconds command...: run under the cap, record exit code
 }
 
 report() {
-    "$PY" bench/gpu_check_results.py "$STAGES" "$OUT" --command "$COMMAND" \
+    "$PY" -m bench.gpu.check_results "$STAGES" "$OUT" --command "$COMMAND" \
         --mode "$([[ $SMOKE == 1 ]] && echo smoke || echo full)"
     local extra=()
     [[ -d $WORK/lightning ]] && extra=(-C "$WORK" --exclude '*.ckpt' --exclude '*.png'
@@ -115,47 +115,47 @@ vae_option() { [[ -f $VAE/config.json ]] && echo "--vae=$VAE"; }
 if [[ $SMOKE == 1 ]]; then
     DEV=(--device cpu --dtype fp32)
     # Generous caps: a shared CPU runs these toy stages at unpredictable speed.
-    run_stage environment 120 "$PY" bench/gpu_check_env.py --json "$STAGES/environment.json"
-    run_stage throughput 400 "$PY" bench/bench_gpu.py --json "$STAGES/throughput.json" \
+    run_stage environment 120 "$PY" -m bench.gpu.check_env --json "$STAGES/environment.json"
+    run_stage throughput 400 "$PY" -m bench.gpu.throughput --json "$STAGES/throughput.json" \
         --model DiT-N/2 --resolutions 64 128 --batch-sizes 4 2 --warmup 1 --iters 2 \
         --probe-sdpa "${DEV[@]}"
-    run_stage throughput_compiled 400 "$PY" bench/bench_gpu.py \
+    run_stage throughput_compiled 400 "$PY" -m bench.gpu.throughput \
         --json "$STAGES/throughput_compiled.json" --compile --model DiT-N/2 --resolutions 64 \
         --batch-sizes 4 --encoders sincos --warmup 1 --iters 2 --budget-s 60 "${DEV[@]}"
-    run_stage lightning 800 "$PY" bench/gpu_check_lightning.py --work "$WORK/lightning" \
+    run_stage lightning 800 "$PY" -m bench.gpu.check_lightning --work "$WORK/lightning" \
         --json "$STAGES/lightning.json" --steps 6 --resume-at 3 --warmup 1 --batch-size 4 \
         --resolution 64 --sample-resolution 128 --num-images 4 --vae tiny --train-samples 64 \
         --val-samples 8 --budget-s 780 --sample-reserve-s 0 --model.net.name=DiT-N/2 \
         --sampling-steps 2 --trainer.accelerator=cpu --trainer.devices=1 \
         --trainer.precision=32-true --data.num_workers=0
-    run_stage memory 400 "$PY" bench/gpu_check_memory.py --json "$STAGES/memory.json" \
+    run_stage memory 400 "$PY" -m bench.gpu.check_memory --json "$STAGES/memory.json" \
         --model DiT-N/2 --train 64:4 128:2 --sample 128:2 --sample-train-px 64 --repeats 1 \
         $(vae_option) "${DEV[@]}"
-    run_stage eval_cell 400 "$PY" bench/gpu_check_eval_cell.py --json "$STAGES/eval_cell.json" \
+    run_stage eval_cell 400 "$PY" -m bench.gpu.check_eval_cell --json "$STAGES/eval_cell.json" \
         --model DiT-N/2 --train-px 64 --resolutions 64 128 --batches 2 2 --steps 2 \
         --inception-images 4 --inception-batch 2 $(vae_option) --vae-size tiny "${DEV[@]}"
 else
     echo "nvidia-smi:"
     nvidia-smi 2>&1 | head -n 15
-    if ! run_stage environment 30 "$PY" bench/gpu_check_env.py \
+    if ! run_stage environment 30 "$PY" -m bench.gpu.check_env \
         --json "$STAGES/environment.json" --require-cuda; then
         report
         exit 1
     fi
     sed -n '1,12p' "$STAGES/environment.log"
     # Per-GPU batches of the experiments: 32 at 256 px (imagenet_256), 16 at 512 px (imagenet_512).
-    run_stage throughput 75 "$PY" bench/bench_gpu.py --json "$STAGES/throughput.json" \
+    run_stage throughput 75 "$PY" -m bench.gpu.throughput --json "$STAGES/throughput.json" \
         --resolutions 256 512 --batch-sizes 32 16 --encoders sincos rope rpe2d \
         --warmup 5 --iters 20 --probe-sdpa --budget-s 65
-    run_stage throughput_compiled 95 "$PY" bench/bench_gpu.py \
+    run_stage throughput_compiled 95 "$PY" -m bench.gpu.throughput \
         --json "$STAGES/throughput_compiled.json" --compile --resolutions 256 512 \
         --batch-sizes 32 16 --encoders sincos rpe2d rope --warmup 3 --iters 20 --budget-s 85
-    run_stage lightning 160 "$PY" bench/gpu_check_lightning.py --work "$WORK/lightning" \
+    run_stage lightning 160 "$PY" -m bench.gpu.check_lightning --work "$WORK/lightning" \
         --json "$STAGES/lightning.json" --steps 100 --resume-at 50 --warmup 10 \
         --batch-size 32 --budget-s 150 --sample-reserve-s 35
-    run_stage memory 45 "$PY" bench/gpu_check_memory.py --json "$STAGES/memory.json" \
+    run_stage memory 45 "$PY" -m bench.gpu.check_memory --json "$STAGES/memory.json" \
         --train 512:32 1024:32 1024:8 --sample 1024:32 $(vae_option)
-    run_stage eval_cell 55 "$PY" bench/gpu_check_eval_cell.py --json "$STAGES/eval_cell.json" \
+    run_stage eval_cell 55 "$PY" -m bench.gpu.check_eval_cell --json "$STAGES/eval_cell.json" \
         --resolutions 256 512 --batches 32 16 --steps 50 --cfg-scale 1.5 $(vae_option)
 fi
 report

@@ -1,12 +1,12 @@
 """Stage 2 of the GPU check: a real training run through ``lit-rpe fit``, resumed, then sampled.
 
-    python bench/gpu_check_lightning.py --work <dir> --json <stages>/lightning.json \
+    python -m bench.gpu.check_lightning --work <dir> --json <stages>/lightning.json \
         [--steps 100 --resume-at 50 ...] [lit-rpe options, e.g. --model.net.name=DiT-N/2]
 
 What it runs, as a user would (``python -m lit_rpe``, the experiment file unchanged, overrides on
 the command line):
 1. writes synthetic latent shards (train + val) and a randomly initialised SD-VAE folder
-   (``gpu_check_data``): no ImageNet and no SD-VAE weights are needed;
+   (``bench.gpu.check_data``): no ImageNet and no SD-VAE weights are needed;
 2. ``fit --config experiments/rpe2d_256.yaml`` (DiT-XL/2, bf16-mixed, EMA, the real data module
    on the latent shards) up to ``--resume-at`` steps; the experiment's ModelCheckpoint writes
    ``last.ckpt`` at the end and its SampleGridCallback draws grids at 256 and 512 px;
@@ -15,10 +15,10 @@ the command line):
 4. ``sample --resolution 512``: the ``lit-rpe sample`` subcommand on the final checkpoint.
 
 An epoch is ``--steps`` steps long: the first fit stops mid-epoch, the resumed one continues the
-epoch's data stream where it stopped and ends with the experiment's validation.
-``FitMeter`` (gpu_check_callback.py, appended with ``--trainer.callbacks+=``) logs images/s after
-warm-up and the peak memory of each fit. The sample grids are decoded by the random VAE: they
-cost what real decoding costs, and show noise.
+epoch's data stream where it stopped and ends with the experiment's validation. ``FitMeter``
+(bench/gpu/check_callback.py, appended with ``--trainer.callbacks+=``) logs images/s after warm-up
+and the peak memory of each fit. The sample grids are decoded by the random VAE: they cost what real
+decoding costs, and show noise.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-from gpu_check_data import write_latent_shards, write_random_vae
-from gpu_check_results import StageReport, format_cell
+from bench.common.tables import format_cell
+from bench.gpu.check_data import write_latent_shards, write_random_vae
+from bench.gpu.check_results import StageReport
 
 REPO = Path(__file__).resolve().parent.parent
 FIT_COLUMNS = [
@@ -81,9 +82,7 @@ def run_logged(cmd: list[str], log: Path, timeout: float) -> float:
     """Run ``cmd`` from the repository root with its output appended to ``log``; returns its
     wall seconds; raises RuntimeError with the log's tail when it fails."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO), str(REPO / "bench"), *filter(None, [env.get("PYTHONPATH")])]
-    )
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
     start = time.perf_counter()
     with log.open("a") as out:
         out.write(f"\n$ {' '.join(cmd)}\n")
@@ -147,7 +146,7 @@ def run_stage(args, report: StageReport) -> None:
     report.put("px", args.resolution)
     report.put("batch", args.batch_size)
     meter = [
-        "--trainer.callbacks+=gpu_check_callback.FitMeter",
+        "--trainer.callbacks+=bench.gpu.check_callback.FitMeter",
         f"--trainer.callbacks.init_args.out_dir={fits}",
         f"--trainer.callbacks.init_args.warmup_steps={args.warmup}",
     ]

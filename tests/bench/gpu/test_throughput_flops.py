@@ -1,7 +1,8 @@
-"""FLOP counting and MFU of bench_gpu.py: the DiT paper's figures, the peak table, the units."""
+"""FLOP counting and MFU of bench/gpu/throughput.py: the DiT paper's figures, the peak table, the units."""
 
 import pytest
-from bench_gpu import dit_forward_flops, peak_tflops, step_flops, utilisation
+
+from bench.gpu.throughput import dit_forward_flops, peak_tflops, step_flops, utilisation
 
 # DiT paper (Peebles & Xie 2023), Gflops per forward pass, counted as multiply-adds.
 PAPER_GFLOPS_256 = {

@@ -3,10 +3,10 @@
 import json
 
 import pytest
-from gpu_check_results import (
+
+from bench.gpu.check_results import (
     StageReport,
     evaluate_targets,
-    format_cell,
     merge_stage,
     render_table,
     write_report,
@@ -29,15 +29,6 @@ def stage(name, title, rows, data=None):
         "tables": [{"title": title, "columns": [], "rows": rows}],
         "data": data or {},
     }
-
-
-@pytest.mark.parametrize(
-    "value, text",
-    [(None, "-"), (True, "yes"), (False, "no"), (0.45678, "0.457"), (123.4, "123"),
-     (-2.5, "-2.50"), (12, "12"), ("flash", "flash"), (float("nan"), "nan")],
-)  # fmt: skip
-def test_cells_are_formatted_to_three_significant_digits(value, text):
-    assert format_cell(value) == text
 
 
 def test_a_stage_record_is_on_disk_after_every_row(tmp_path):

@@ -1,6 +1,6 @@
 """Stage 0 of the GPU check: the machine and the software the figures come from.
 
-    python bench/gpu_check_env.py --json <stages>/environment.json [--require-cuda]
+    python -m bench.gpu.check_env --json <stages>/environment.json [--require-cuda]
 
 Prints the GPU model, its memory, the driver and CUDA versions (the driver's, from nvidia-smi,
 and torch's runtime), cuDNN, torch, Triton, Lightning, diffusers and Python, and records them.
@@ -19,7 +19,8 @@ import shutil
 import subprocess
 
 import torch
-from gpu_check_results import StageReport
+
+from bench.gpu.check_results import StageReport
 
 PACKAGES = ("lightning", "torchmetrics", "diffusers", "omegaconf", "jsonargparse", "triton")
 
@@ -69,7 +70,9 @@ def environment() -> dict[str, object]:
         **nvidia_smi(),
     }
     if torch.cuda.is_available():
-        from bench_gpu import peak_tflops  # imports lit_rpe and Lightning: only where needed
+        from bench.gpu.throughput import (
+            peak_tflops,  # imports lit_rpe and Lightning: only where needed
+        )
 
         props = torch.cuda.get_device_properties(0)
         info.update(

@@ -1,6 +1,6 @@
 """GPU throughput and model FLOP utilisation of DiT-XL/2 at 256 and 512 px (bf16 by default).
 
-    python bench/bench_gpu.py [--model DiT-XL/2] [--resolutions 256 512] [--batch-sizes 32 16]
+    python -m bench.gpu.throughput [--model DiT-XL/2] [--resolutions 256 512] [--batch-sizes 32 16]
         [--encoders sincos rope rpe2d] [--compile] [--probe-sdpa] [--json FILE]
 
 Needs CUDA: without a GPU it says so and exits 0 (1 with ``--json``, inside the GPU check).
@@ -19,7 +19,8 @@ micro-conditioning, as experiments/base/rpe2d.yaml.
 
 ``--compile`` compiles every block of the trained net (``net.compile``) and, for the sampling
 rows, of the EMA copy too (the module itself compiles only the trained net). The attention
-column is the SDPA backend the step really dispatched to (``sdpa_backends.observed_backends``);
+column is the SDPA backend the step really dispatched to
+(``bench.gpu.sdpa_backends.observed_backends``);
 ``--probe-sdpa`` adds a table of which backends accept DiT's attention shapes and their speed.
 
 FLOPs are counted analytically as 2 x multiply-adds: patch embedding, per block the adaLN
@@ -39,9 +40,10 @@ import warnings
 from collections.abc import Callable
 
 import torch
-from gpu_check_results import StageReport, render_table
-from sdpa_backends import observed_backends, probe_backends
 
+from bench.common.timing import timed
+from bench.gpu.check_results import StageReport, render_table
+from bench.gpu.sdpa_backends import observed_backends, probe_backends
 from lit_rpe.config import NetConfig
 from lit_rpe.models.sizes import parse_model_name
 from lit_rpe.module import DiffusionModule
@@ -207,23 +209,6 @@ def sampling_step_fn(module: DiffusionModule, batch: dict, dtype: str) -> Callab
     return step
 
 
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn: Callable[[], object], device: str, warmup: int, iters: int) -> float:
-    """Seconds per call of ``fn`` over ``iters`` back-to-back calls (synchronised at the ends)."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    sync(device)
-    return (time.perf_counter() - start) / iters
-
-
 def release(device: str, compiled: bool) -> None:
     """Free what the last configuration left: its memory and, if compiled, dynamo's caches
     (so the next shapes compile afresh instead of as dynamic-shape graphs)."""
@@ -375,7 +360,7 @@ def main() -> None:
     stage = "throughput_compiled" if args.compile else "throughput"
     report = StageReport(args.json, stage, vars(args))
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("bench_gpu needs a CUDA GPU and none is available here: nothing measured.")
+        print("bench.gpu.throughput needs a CUDA GPU and none is available here: nothing measured.")
         if args.json:
             report.fail(RuntimeError("no CUDA GPU"))
             raise SystemExit(1)
