@@ -1,4 +1,5 @@
-"""FLOP counting and MFU of bench/gpu/throughput.py: the DiT paper's figures, the peak table, the units."""
+"""FLOP counting and MFU of bench/gpu/throughput.py: the DiT paper's figures, the peak table,
+the units."""
 
 import pytest
 
