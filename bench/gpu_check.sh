@@ -64,22 +64,8 @@ OUT=$(cd "$OUT" && pwd)
 START=$(date +%s)
 cd "$REPO" || exit 1
 
-NEEDED="import omegaconf, jsonargparse, docstring_parser, typeshed_client, braceexpand, diffusers"
-if ! "$PY" -c "$NEEDED" 2>/dev/null; then
-    if compgen -G "$REPO/.whl/*.whl" >/dev/null; then
-        SITE=${GPU_CHECK_SITE:-/tmp/site}
-        echo "installing the carried wheels (.whl/) into $SITE"
-        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-            --target "$SITE" "$REPO"/.whl/*.whl || exit 1
-        export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
-        "$PY" -c "$NEEDED" || exit 1
-    else
-        echo "missing Python packages ($NEEDED) and no .whl/ folder:" >&2
-        echo "run bench/prepare_gpu_wheels.sh where a registry is reachable" >&2
-        exit 1
-    fi
-fi
-export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+SITE=${GPU_CHECK_SITE:-/tmp/site} # the carried wheels go here, ahead of the image's packages
+export PYTHONPATH="$REPO:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 
 ORDER=0
@@ -100,15 +86,34 @@ run_stage() { # name cap_seconds command...: run under the cap, record exit code
     return "$rc"
 }
 
-report() {
+REPORTED=0
+report() { # merge the stage records into <out_dir>; runs once, also when the script is cut short
+    [[ $REPORTED == 1 ]] && return
+    REPORTED=1
     "$PY" -m bench.gpu.check_results "$STAGES" "$OUT" --command "$COMMAND" \
         --mode "$([[ $SMOKE == 1 ]] && echo smoke || echo full)"
     local extra=()
     [[ -d $WORK/lightning ]] && extra=(-C "$WORK" --exclude '*.ckpt' --exclude '*.png'
         --exclude '*.tar' --exclude '*.safetensors' --exclude 'events.out*' lightning)
     tar -czf "$OUT/gpu_check_logs.tar.gz" -C "$WORK" stages "${extra[@]}" 2>/dev/null
-    echo "gpu check: $(($(date +%s) - START)) s; results in $OUT (work files in $WORK)"
+    echo "gpu check: $(($(date +%s) - START)) s; results in $OUT"
+    clean_work
 }
+trap report EXIT
+trap 'exit 130' INT TERM # through the EXIT trap: the report is written
+
+clean_work() { # the ~11 GB checkpoints never outlive the check; a folder it made goes entirely
+    if [[ -z ${GPU_CHECK_WORK:-} ]]; then
+        rm -rf "$WORK"
+    else
+        find "$WORK" -name '*.ckpt' -delete 2>/dev/null
+        echo "work files (checkpoints removed) in $WORK"
+    fi
+}
+
+# Python >= 3.11 and every import the stages need, installing the carried .whl/ where needed;
+# without them no stage can run, and the report says why.
+run_stage setup 180 "$PY" -m bench.gpu.wheels install "$REPO/.whl" "$SITE" || exit 1
 
 VAE=$WORK/lightning/data/vae # written by the lightning stage, reused by memory and eval_cell
 vae_option() { [[ -f $VAE/config.json ]] && echo "--vae=$VAE"; }
@@ -139,7 +144,6 @@ else
     nvidia-smi 2>&1 | head -n 15
     if ! run_stage environment 30 "$PY" -m bench.gpu.check_env \
         --json "$STAGES/environment.json" --require-cuda; then
-        report
         exit 1
     fi
     sed -n '1,12p' "$STAGES/environment.log"
@@ -149,7 +153,7 @@ else
         --warmup 5 --iters 20 --probe-sdpa --budget-s 65
     run_stage throughput_compiled 95 "$PY" -m bench.gpu.throughput \
         --json "$STAGES/throughput_compiled.json" --compile --resolutions 256 512 \
-        --batch-sizes 32 16 --encoders sincos rpe2d rope --warmup 3 --iters 20 --budget-s 85
+        --batch-sizes 32 16 --encoders rpe2d rope sincos --warmup 3 --iters 20 --budget-s 85
     run_stage lightning 160 "$PY" -m bench.gpu.check_lightning --work "$WORK/lightning" \
         --json "$STAGES/lightning.json" --steps 100 --resume-at 50 --warmup 10 \
         --batch-size 32 --budget-s 150 --sample-reserve-s 35
@@ -158,4 +162,4 @@ else
     run_stage eval_cell 55 "$PY" -m bench.gpu.check_eval_cell --json "$STAGES/eval_cell.json" \
         --resolutions 256 512 --batches 32 16 --steps 50 --cfg-scale 1.5 $(vae_option)
 fi
-report
+exit 0 # stage failures are in the report, not in this exit code

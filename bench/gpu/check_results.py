@@ -23,6 +23,7 @@ from bench.common.tables import fmt3, keyed_table
 
 # Report order and titles; the shell runs the stages in this order.
 STAGE_TITLES = {
+    "setup": "0. Python and the packages the check imports (the carried wheels)",
     "environment": "Environment",
     "throughput": "1. DiT training and sampling throughput and MFU (eager)",
     "throughput_compiled": "1b. The same with torch.compile of the blocks",

@@ -10,8 +10,16 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-STAGES = ["environment", "throughput", "throughput_compiled", "lightning", "memory", "eval_cell"]
+ROOT = Path(__file__).resolve().parents[3]
+STAGES = [
+    "setup",
+    "environment",
+    "throughput",
+    "throughput_compiled",
+    "lightning",
+    "memory",
+    "eval_cell",
+]
 
 
 @pytest.mark.slow
