@@ -31,8 +31,8 @@ from bench.gpu.check_data import write_random_vae
 from bench.gpu.check_results import StageReport, render_table
 from bench.gpu.throughput import (
     build_module,
+    device_peak,
     dit_forward_flops,
-    peak_tflops,
     precision_context,
     utilisation,
 )
@@ -151,7 +151,8 @@ def main() -> None:
         if vae is None or not (Path(vae) / "config.json").is_file():
             vae = str(write_random_vae(scratch / "vae", args.vae_size))
             report.note(f"no VAE folder given: a random {args.vae_size} AutoencoderKL was made")
-        peak = peak_tflops(torch.cuda.get_device_name()) if args.device == "cuda" else None
+        found = device_peak(args.device)
+        peak = found.tflops if found else None
         module = build_module(args.model, args.train_px, "rpe2d", device=args.device, vae_path=vae)
         module.eval()
         gen_table = report.table(

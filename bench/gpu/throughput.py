@@ -27,7 +27,7 @@ FLOPs are counted analytically as 2 x multiply-adds: patch embedding, per block 
 projection, qkv, the attention matrices (QK^T and AV, 2 N^2 D), the output projection and the
 MLP, then the final layer; a training step counts 3x the forward (backward = 2x forward; the
 recomputation of activation checkpointing is not counted). MFU = achieved FLOP/s / the GPU's
-dense bf16 peak, from a table keyed by ``torch.cuda.get_device_name`` (or ``--peak-tflops``).
+dense bf16 peak of its variant (``bench.gpu.peaks``: name and memory; or ``--peak-tflops``).
 """
 
 from __future__ import annotations
@@ -43,28 +43,12 @@ import torch
 
 from bench.common.timing import timed
 from bench.gpu.check_results import StageReport, render_table
+from bench.gpu.peaks import GpuPeak, gpu_peak
 from bench.gpu.sdpa_backends import observed_backends, probe_backends
 from lit_rpe.config import NetConfig
 from lit_rpe.models.sizes import parse_model_name
 from lit_rpe.module import DiffusionModule
 from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR
-
-# Dense (no sparsity) bf16 tensor-core peak in TFLOP/s from the vendors' datasheets; the first
-# key found in the device name wins, so longer names come before their prefixes.
-PEAK_BF16_TFLOPS = [
-    ("H100 PCIe", 756.0),
-    ("H100 NVL", 835.0),
-    ("H100", 989.4),  # SXM5 ("NVIDIA H100 80GB HBM3")
-    ("H200", 989.4),  # SXM ("NVIDIA H200"); also GH200
-    ("H20", 148.0),
-    ("B200", 2250.0),
-    ("A100", 312.0),
-    ("A800", 312.0),
-    ("L40S", 362.1),
-    ("L40", 181.0),
-    ("A10G", 70.0),
-    ("L4", 121.0),
-]
 
 # Positional-encoding strategies as the experiments configure them (experiments/base/*.yaml).
 ENCODERS: dict[str, dict] = {
@@ -77,11 +61,12 @@ ENCODERS: dict[str, dict] = {
 LATENTS_ONLY = "(latents are fed directly; no VAE is loaded)"
 
 
-def peak_tflops(device_name: str) -> float | None:
-    for key, value in PEAK_BF16_TFLOPS:
-        if key.lower() in device_name.lower():
-            return value
-    return None
+def device_peak(device: str) -> GpuPeak | None:
+    """The variant and peak of the current CUDA device (None on the CPU or an unknown GPU)."""
+    if device != "cuda":
+        return None
+    props = torch.cuda.get_device_properties(0)
+    return gpu_peak(props.name, props.total_memory / 2**30)
 
 
 def forward_flops(
@@ -366,7 +351,9 @@ def main() -> None:
             raise SystemExit(1)
         return
     name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    peak = args.peak_tflops or (peak_tflops(name) if args.device == "cuda" else None)
+    found = device_peak(args.device)
+    report.put("gpu_variant", found.variant if found else None)
+    peak = args.peak_tflops or (found.tflops if found else None)
     patch = parse_model_name(args.model)["patch_size"]
     batches = args.batch_sizes or [
         max(1, args.batch_tokens // (r // LATENT_FACTOR // patch) ** 2) for r in args.resolutions
