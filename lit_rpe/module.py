@@ -3,6 +3,8 @@
 Every random draw of a training step (label dropout, positions, t, noise) comes from a generator
 seeded by (seed, rank, step), not from global state. A resumed run therefore replays exactly the
 draws of an uninterrupted one, on every rank, without carrying generator states in checkpoints.
+The generator lives on the module's device, so nothing is drawn on the host and copied per step
+(the draws differ between a CPU and a GPU run of the same seed, and repeat on each).
 Validation draws nothing: its noise and times follow ``lit_rpe.flow.validation``.
 """
 
@@ -41,12 +43,13 @@ class DiffusionModule(LightningModule, Sampler):
     resolution: training resolution in pixels, int or (H, W). vae_path: local folder of an SD-VAE
     (``AutoencoderKL`` layout); None trains in pixel space. num_classes: from the data set.
     ema_decay / ema_warmup: EMA of the weights (see ``ema_decay_at``). t_sampling: ``uniform`` or
-    ``logit_normal`` (logit_mean, logit_std). loss_buckets: number of t-buckets the loss is
-    logged in. val_loss_t: times per validation image (``lit_rpe.flow.validation``).
-    nan_check_every_n_steps: check the loss for NaN/inf every n steps (0: never); each
-    check is one host sync on a GPU. init_from: a checkpoint whose weights and EMA start this run
-    (multi-stage training, e.g. a 256 px model continued at 512 px) with a fresh optimizer;
-    ignored when the run resumes from its own checkpoint.
+    ``logit_normal`` (logit_mean, logit_std). loss_buckets: number of t-buckets the loss is logged
+    in. val_loss_t: times per validation image (``lit_rpe.flow.validation``).
+    nan_check_every_n_steps: check the loss for NaN/inf every n steps (0: never), before the
+    optimizer step; each check is one host sync on a GPU (after the backward is queued). init_from:
+    a checkpoint whose weights and EMA start this run (multi-stage training, e.g. a 256 px model
+    continued at 512 px) with a fresh optimizer; ignored when the run resumes from its own
+    checkpoint.
 
     Sampling (``sample``, ``sample_latents``, ``check_resolution``, ``decode``) is the
     ``Sampler`` interface; this class supplies the flow-matching ``integrate``.
@@ -160,28 +163,31 @@ class DiffusionModule(LightningModule, Sampler):
     # ----------------------------------------------------------------------------- training
 
     def _step_generator(self, index: int) -> torch.Generator:
-        """A CPU generator for one (rank, micro-batch): stateless, so resume is exact."""
+        """A generator on the module's device for one (rank, micro-batch): stateless (seeded by
+        seed, rank and index alone), so resume is exact."""
         key = [self.hparams.seed, 0, self.global_rank, index]  # 0: the training stream
         seed = np.random.SeedSequence(key).generate_state(1, dtype=np.uint64)[0]
-        return torch.Generator().manual_seed(int(seed))
+        return torch.Generator(device=self.device).manual_seed(int(seed))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         x0 = self.encode(batch["image"])
         batch_size = x0.shape[0]
         accumulate = self.trainer.accumulate_grad_batches if self._trainer else 1
         gen = self._step_generator(self.global_step * accumulate + batch_idx % accumulate)
-        drop = torch.rand(batch_size, generator=gen) < self.net_config.class_dropout_prob
+        drop = torch.rand(batch_size, generator=gen, device=gen.device)
         y = torch.where(
-            drop.to(self.device, non_blocking=True), self.net.num_classes, batch["label"]
+            drop < self.net_config.class_dropout_prob, self.net.num_classes, batch["label"]
         )
         grid = self.net.token_grid(*x0.shape[-2:])
         pos_h, pos_w = self.net.draw_positions(batch_size, grid, generator=gen, device=self.device)
         box = batch.get("box") if self.net.micro_embedder is not None else None
         out = self.loss(self.net, x0, y, generator=gen, pos_h=pos_h, pos_w=pos_w, box=box)
         loss = out.losses.mean()
-        every = self.hparams.nan_check_every_n_steps
-        if every and self.global_step % every == 0 and not torch.isfinite(loss):
-            raise FloatingPointError(self._nan_message(loss))
+        # Read on the host only before the optimizer step (on_before_optimizer_step): here it
+        # would stall the host until the forward ran, before it could queue the backward.
+        finite = torch.isfinite(loss.detach())
+        self._finite = finite if batch_idx % accumulate == 0 else self._finite & finite
+        self._step_loss = loss.detach()
         means, counts = loss_per_t_bucket(out.losses.detach(), out.t, len(self._bucket_sum))
         self._bucket_sum += torch.nan_to_num(means) * counts
         self._bucket_count += counts
@@ -198,6 +204,14 @@ class DiffusionModule(LightningModule, Sampler):
             f"weights are updated. Last good checkpoint: {ckpt}. Lower optim.lr, raise "
             "optim.warmup_steps or check the data."
         )
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """The NaN check (every ``nan_check_every_n_steps``): after the backward was queued and
+        before the weights change, so the one host read it costs waits for the step's forward
+        and backward only, and a non-finite loss stops the run with its weights untouched."""
+        every = self.hparams.nan_check_every_n_steps
+        if every and self.global_step % every == 0 and not bool(self._finite):
+            raise FloatingPointError(self._nan_message(self._step_loss))
 
     def optimizer_step(self, *args, **kwargs) -> None:
         # The EMA follows each optimizer step here rather than in on_train_batch_end: callbacks

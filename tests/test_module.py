@@ -300,3 +300,18 @@ def test_exact_resume_mid_epoch_through_the_streaming_data_module(tmp_path):
         straight.state_dict().items(), resumed.state_dict().items(), strict=True
     ):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{name} differs")
+
+
+def test_a_steps_draws_depend_on_seed_rank_and_step_only():
+    """What exact resume rests on: the step's generator (on the module's device) is seeded by
+    (seed, rank, step) alone, and each sample's draws are fixed by it."""
+    module, again = make_module(), make_module()
+    assert module._step_generator(5).device == module.device
+    draws = [m._step_generator(5).initial_seed() for m in (module, again)]
+    assert draws[0] == draws[1] != module._step_generator(6).initial_seed()
+    assert make_module(seed=1)._step_generator(5).initial_seed() != draws[0]
+    batch = {"image": torch.rand(4, 3, RES, RES) * 2 - 1, "label": torch.tensor([0, 1, 2, 3])}
+    batch["box"] = torch.rand(4, 4)
+    with torch.no_grad():
+        losses = [m.training_step(batch, 0) for m in (module, again, module)]
+    assert torch.equal(losses[0], losses[1]) and torch.equal(losses[0], losses[2])

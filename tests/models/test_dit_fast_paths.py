@@ -182,7 +182,8 @@ def test_attention_gets_fused_kernel_inputs_and_no_mask(monkeypatch, encoder, bf
 
 def test_training_step_reads_no_tensor_value_on_the_host(monkeypatch):
     """No .item(), bool(tensor), float(tensor) or .tolist() in the step: on a GPU each would
-    stall the host until the device caught up. The NaN check is the one, optional, exception."""
+    stall the host until the device caught up. The NaN check reads the loss once, before the
+    optimizer step (after the backward was queued), and only on the steps it is due."""
     net = NetConfig(
         name="DiT-N/2", encoder="rope", train_positions="rpe2d", micro_conditioning=True
     )
@@ -199,11 +200,13 @@ def test_training_step_reads_no_tensor_value_on_the_host(monkeypatch):
 
     for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
         monkeypatch.setattr(torch.Tensor, name, forbidden)
-    with pytest.warns(UserWarning, match="self.log"):  # no Trainer attached: logging is skipped
-        loss = module.training_step(batch, 0)
-    loss.backward()
+    for m in (module, checked):
+        with pytest.warns(UserWarning, match="self.log"):  # no Trainer: logging is skipped
+            loss = m.training_step(batch, 0)
+        loss.backward()
+    module.on_before_optimizer_step(None)  # check off: no read
     with pytest.raises(HostRead):
-        checked.training_step(batch, 0)
+        checked.on_before_optimizer_step(None)
 
 
 @pytest.mark.slow
