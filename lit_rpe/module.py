@@ -101,8 +101,8 @@ class DiffusionModule(LightningModule, Sampler):
             **net.dit_options(),
         )
         self.ema = copy.deepcopy(self.net).requires_grad_(False).eval()
-        if net.compile:
-            for block in self.net.blocks:
+        if net.compile:  # both: the EMA samples (validation, grids, sample, every evaluation)
+            for block in (*self.net.blocks, *self.ema.blocks):
                 block.compile()
         self.loss = FlowMatchingLoss(
             t_sampling=t_sampling, logit_mean=logit_mean, logit_std=logit_std

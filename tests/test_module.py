@@ -315,3 +315,11 @@ def test_a_steps_draws_depend_on_seed_rank_and_step_only():
     with torch.no_grad():
         losses = [m.training_step(batch, 0) for m in (module, again, module)]
     assert torch.equal(losses[0], losses[1]) and torch.equal(losses[0], losses[2])
+
+
+def test_compile_covers_the_ema_that_samples():
+    net = NetConfig(name="DiT-N/2", encoder="rope", compile=True)
+    module = make_module(net=net)
+    for model in (module.net, module.ema):  # compiled in place: lazily, on the first call
+        assert all(block._compiled_call_impl is not None for block in model.blocks)
+    assert all(not k.startswith("_orig_mod") for k in module.state_dict())

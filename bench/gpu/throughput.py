@@ -17,8 +17,8 @@ Images/s come from ``--iters`` back-to-back steps between two synchronisations, 
 ``rope`` on the plain grid, ``rpe2d`` = rope with RPE-2D's random positions (max_len 64) and
 micro-conditioning, as experiments/base/rpe2d.yaml.
 
-``--compile`` compiles every block of the trained net (``net.compile``) and, for the sampling
-rows, of the EMA copy too (the module itself compiles only the trained net). The attention
+``--compile`` sets ``net.compile``: the module compiles every block of the trained net and of
+the EMA copy, which the sampling rows run. The attention
 column is the SDPA backend the step really dispatched to
 (``bench.gpu.sdpa_backends.observed_backends``);
 ``--probe-sdpa`` adds a table of which backends accept DiT's attention shapes and their speed.
@@ -251,9 +251,6 @@ def measure_configuration(args, report, table, resolution, batch_size, encoder, 
             checkpointing=args.checkpointing,
             compile=args.compile,
         )
-        if args.compile:
-            for block in module.ema.blocks:  # sampling runs the EMA copy
-                block.compile()
         batch = random_batch(batch_size, resolution, args.device)
         steps = {
             "train": training_step_fn(module, batch, args.dtype),
@@ -389,11 +386,6 @@ def main() -> None:
         "MFU counts 3x the forward FLOPs per training step and 1x per sampling step "
         f"(2 x multiply-adds, attention included) against {peak or 'an unknown'} TFLOP/s."
     )
-    if args.compile:
-        report.note(
-            "DiffusionModule compiles only the trained net's blocks; the sampling rows here also "
-            "compile the EMA copy's blocks, which `lit-rpe sample` and the eval grid do not."
-        )
     report.finish()
     for table in report.tables:
         print(f"\n{table.title}\n\n{render_table(table)}")
