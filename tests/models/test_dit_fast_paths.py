@@ -250,3 +250,22 @@ def test_optimizer_is_fused_adamw_on_cpu():
     module = DiffusionModule(net=NetConfig(name="DiT-N/2"), resolution=16, num_classes=5)
     optimizer = module.configure_optimizers()["optimizer"]
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"] is True
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_residual_stream_has_one_dtype_for_every_encoding(bf16):
+    """Under bf16 autocast the blocks take and return fp32 tokens (the input's dtype) whether the
+    position is an additive table or a rotation: the strategies train with the same numerics."""
+    seen = {}
+    for encoder, positions in (("sincos", "grid"), ("rope", "grid"), ("rope", "rpe2d")):
+        model = tiny(encoder, positions).train()
+        dtypes = []
+        for block in model.blocks:
+            block.register_forward_hook(
+                lambda mod, args, out, seen=dtypes: seen.extend([args[0].dtype, out.dtype])
+            )
+        x, t, y = inputs()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            model(x, t, y)
+        seen[f"{encoder}/{positions}"] = set(dtypes)
+    assert seen == dict.fromkeys(seen, {torch.float32})
