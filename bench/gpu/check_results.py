@@ -142,7 +142,7 @@ def merge_stage(record: dict[str, Any] | None, shell: dict[str, Any] | None) -> 
         entry["error"] = f"stopped at its {shell.get('cap_s')} s cap; rows above are complete"
     elif own == "error":
         entry["status"] = "error"
-    elif rc == 0 and own == "ok":
+    elif rc == 0 and own in ("ok", None):  # None: a stage that keeps no record (setup)
         entry["status"] = "ok"
     else:
         entry["status"] = "error"

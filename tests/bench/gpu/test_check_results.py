@@ -96,6 +96,14 @@ def test_merge_status(own, rc, status):
     assert merge_stage(record, {"rc": rc, "cap_s": 45})["status"] == status
 
 
+@pytest.mark.parametrize("rc, status", [(0, "ok"), (1, "error")])
+def test_a_stage_without_a_record_is_judged_by_its_exit_code(rc, status):
+    """The setup stage (the wheels) keeps no record: its exit code and log tail say it all."""
+    merged = merge_stage(None, {"rc": rc, "cap_s": 180, "log_tail": ["no module named x"]})
+    assert merged["status"] == status
+    assert (merged["error"] is None) == (rc == 0)
+
+
 def full_stages(*, rpe2d_ratio=0.97, lightning_ips=290.0, ckpt_status="ok"):
     rows = [
         throughput_row("sincos", 300.0, 0.43),
