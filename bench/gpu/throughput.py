@@ -10,7 +10,8 @@ small ``--model``; no MFU there).
 Measured on the real ``DiffusionModule`` built directly on the device, with SD-VAE latents
 (8x down, 4 channels; the batch holds precomputed latents, so the VAE is never run): a training
 step (``training_step`` under bf16 autocast as Lightning's ``bf16-mixed`` runs it, backward,
-gradient clipping at 1.0 as in experiments/base/trainer.yaml, AdamW, EMA) and a sampling step
+the NaN check, gradient clipping at 1.0 as in experiments/base/trainer.yaml, the module's fused
+AdamW, EMA: ``training_step_fn``) and a sampling step
 (one velocity evaluation of the EMA model with the model's inference rule, no autograd).
 Images/s come from ``--iters`` back-to-back steps between two synchronisations, after
 ``--warmup`` steps (which include compilation with ``--compile``). Encoders: ``sincos`` and
@@ -146,8 +147,7 @@ def build_module(
             resolution=resolution,
             num_classes=1000,
             vae_path=vae_path or LATENTS_ONLY,
-            nan_check_every_n_steps=0,
-        )
+        )  # the NaN check at its default (every step), as lit-rpe fit runs it
     # Lightning tracks the module's device through .to(); the tensors are already there.
     return module.to(device)
 
@@ -163,16 +163,19 @@ def random_batch(batch_size: int, resolution: int, device: str) -> dict[str, tor
 
 
 def training_step_fn(module: DiffusionModule, batch: dict, dtype: str) -> Callable[[], None]:
-    """One optimizer step as Lightning runs it (autocast forward, backward, clip, AdamW, EMA)."""
+    """One optimizer step as ``lit-rpe fit`` runs it, through the module's own hooks: autocast
+    forward, backward, the NaN check (one host read), clipping at 1.0, the fused AdamW, EMA.
+    What Lightning adds around it (its loop, logging, the progress bar's read of the loss) is
+    what the Lightning stage's comparison with this step measures."""
     optimizer = module.configure_optimizers()["optimizer"]
     device = batch["image"].device.type
-    params = [p for p in module.net.parameters() if p.requires_grad]
 
     def step() -> None:
         with precision_context(device, dtype):
             loss = module.training_step(batch, 0)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        module.on_before_optimizer_step(optimizer)
+        module.configure_gradient_clipping(optimizer, 1.0, "norm")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         module.update_ema()
