@@ -93,3 +93,21 @@ def test_smoke_run_writes_every_stage(tmp_path):
     assert "./lightning.log" in names or "stages/lightning.log" in names
     assert any(n.endswith("fit_from0000003.json") for n in names)
     assert not any(n.endswith((".ckpt", ".png", ".safetensors")) for n in names)
+
+
+@pytest.mark.slow
+def test_only_the_named_stages_run_and_the_check_cleans_its_own_work_folder(tmp_path):
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHON=sys.executable, TMPDIR=str(tmp_path))
+    env.pop("GPU_CHECK_WORK", None)
+    done = subprocess.run(
+        ["bash", "bench/gpu_check.sh", str(out), "--smoke", "--only", "environment"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert report["command"].endswith("--smoke --only environment")
+    assert {n: s["status"] for n, s in report["stages"].items()} == {
+        "setup": "ok", "environment": "ok"
+    }  # fmt: skip
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("gpu_check.")]
