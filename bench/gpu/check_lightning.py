@@ -225,8 +225,8 @@ def run_stage(args, report: StageReport) -> None:
     )
     report.note(
         f"Grids and `sample` use Heun-{args.sampling_steps} (--model.sampling.steps) to fit the "
-        "stage's cap. SampleGridCallback and `lit-rpe sample` call DiffusionModule.sample "
-        "outside any autocast, i.e. in fp32 (the eval grid runs it under bf16 autocast)."
+        "stage's cap. SampleGridCallback draws at the end of training on the device, and it and "
+        "`lit-rpe sample` sample in the run's precision (bf16-mixed: bf16 autocast)."
     )
 
 
