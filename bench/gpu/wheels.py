@@ -274,9 +274,14 @@ def check_imports() -> str | None:
     return None
 
 
+def python() -> list[str]:
+    """This interpreter as a command, with its -S (no site-packages) when it has one."""
+    return [sys.executable, *(["-S"] if sys.flags.no_site else [])]
+
+
 def check_in_child() -> bool:
     """``check`` in a fresh interpreter (what a stage will see: nothing cached from here)."""
-    return subprocess.run([sys.executable, "-m", "bench.gpu.wheels", "check"]).returncode == 0
+    return subprocess.run([*python(), "-m", "bench.gpu.wheels", "check"]).returncode == 0
 
 
 def install(wheels: Path, site: Path) -> str | None:
@@ -292,7 +297,7 @@ def install(wheels: Path, site: Path) -> str | None:
             "bench/prepare_gpu_wheels.sh where a package registry is reachable, carry .whl"
         )
     print(f"installing {len(found)} carried wheels into {site}", flush=True)
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps"]
+    pip = [*python(), "-m", "pip", "install", "-q", "--no-index", "--no-deps"]
     pip += ["--no-compile", "--no-cache-dir", "--upgrade", "--target", str(site)]
     if subprocess.run(pip + [str(w) for w in found]).returncode != 0:
         return f"pip could not install the wheels of {wheels} into {site} (its output is above)"

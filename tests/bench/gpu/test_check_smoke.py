@@ -111,3 +111,25 @@ def test_only_the_named_stages_run_and_the_check_cleans_its_own_work_folder(tmp_
         "setup": "ok", "environment": "ok"
     }  # fmt: skip
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("gpu_check.")]
+
+
+def test_a_failed_setup_still_writes_the_report(tmp_path):
+    """A Python that cannot import the check's packages (here: no site-packages, no pip): the
+    setup stage fails with one line naming the cause, no stage runs, the report is written."""
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    python.chmod(0o755)
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHON=str(python), GPU_CHECK_WORK=str(tmp_path / "work"))
+    env["GPU_CHECK_SITE"] = str(tmp_path / "site")
+    done = subprocess.run(
+        ["bash", "bench/gpu_check.sh", str(out), "--smoke"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert list(report["stages"]) == ["setup"]
+    setup = report["stages"]["setup"]
+    assert setup["status"] == "error" and "importing lit_rpe" in setup["error"]
+    assert "Status: **error**" in (out / "gpu_check.md").read_text()
+    assert (out / "gpu_check_logs.tar.gz").is_file()

@@ -107,4 +107,6 @@ def test_the_wheels_install_offline_and_every_check_import_works(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"installing {len(found)} carried wheels" in done.stdout
     assert "modules the GPU check imports import" in done.stdout
+    assert {norm(d.name.split("-")[0]) for d in site.glob("*.dist-info")} == names
