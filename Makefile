@@ -126,9 +126,9 @@ bench-gpu: $(STAMP) ## DiT-XL/2 images/s and MFU at 256 and 512 px in bf16 (need
 
 # No venv dependency: the GPU machine has no registry. It uses $(PYTHON) (or .venv's python where
 # one exists) and installs the wheels carried in .whl/ itself (bench/prepare_gpu_wheels.sh).
-gpu-check: ## GPU validation, <= 8 min on one H200: make gpu-check OUT=<dir> [SMOKE=1: CPU toy run]
-	@test -n "$(OUT)" || { echo "usage: make gpu-check OUT=<folder> [SMOKE=1]"; exit 2; }
-	PYTHON=$(if $(wildcard $(PY)),$(PY),$(PYTHON)) bash bench/gpu_check.sh "$(OUT)" $(if $(SMOKE),--smoke)
+gpu-check: ## GPU validation, ~6 min on one H200: make gpu-check OUT=<dir> [SMOKE=1: CPU toy run] [ONLY=stage,...]
+	@test -n "$(OUT)" || { echo "usage: make gpu-check OUT=<folder> [SMOKE=1] [ONLY=stage,stage]"; exit 2; }
+	PYTHON=$(if $(wildcard $(PY)),$(PY),$(PYTHON)) bash bench/gpu_check.sh "$(OUT)" $(if $(SMOKE),--smoke) $(if $(ONLY),--only $(ONLY))
 # timm is what the reference's models.py imports; --no-deps: its torchvision requirement would
 # pull a CUDA build (bench/cpu/reference_dit.py stands a placeholder in for torchvision instead).
 bench-reference: $(STAMP) ## Our DiT-S/2 training step vs facebookresearch/DiT's: make bench-reference DIT=<local clone> [ARGS=--compile]
