@@ -111,6 +111,10 @@ class DiffusionModule(LightningModule, Sampler):
         self.vae = LazyVAE(vae_path)  # loaded on first use, never in checkpoints
         self.register_buffer("_bucket_sum", torch.zeros(loss_buckets), persistent=False)
         self.register_buffer("_bucket_count", torch.zeros(loss_buckets), persistent=False)
+        # the step's loss and whether its micro-batches' losses were finite, read by the NaN
+        # check before the optimizer step (on the device until then)
+        self._step_loss: torch.Tensor | None = None
+        self._finite: torch.Tensor | None = None
 
     def default_rule(self) -> InferenceRule:
         return self.sampling_config.inference_rule(self.net.default_rule.name)
