@@ -151,7 +151,7 @@ def main() -> None:
     resolved = resolve_bench_precision(args)
     args.dtype = resolved.name  # the children get the resolved name, not auto
     if not os.path.exists("/proc/self/clear_refs"):
-        raise SystemExit("bench_memory needs Linux (/proc/self/clear_refs resets the peak RSS)")
+        raise SystemExit("bench.cpu.memory needs Linux (/proc/self/clear_refs resets the peak RSS)")
     tokens = sorted(args.tokens)
     if len(tokens) < 3 or any(math.isqrt(n) ** 2 != n for n in tokens):
         raise SystemExit("--tokens: at least three square numbers")
