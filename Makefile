@@ -100,8 +100,9 @@ latents: $(STAMP) ## Precompute VAE latents: make latents SHARDS=<in> OUT=<dir> 
 	@test -n "$(SHARDS)" -a -n "$(OUT)" -a -n "$(VAE)" || { echo "usage: make latents SHARDS=<image shards> OUT=<folder> VAE=<local AutoencoderKL folder> [RES=256] [ZOOM=1.0]"; exit 2; }
 	$(PY) -m lit_rpe.datasets.precompute_latents --shards "$(SHARDS)" --out "$(OUT)" --vae "$(VAE)" --resolution $(or $(RES),256) --zoom $(or $(ZOOM),1.0)
 
+# PYTHONPATH=.: bench_loader.py imports bench/bench_utils.py, which re-exports bench.common.
 bench-loader: $(STAMP) ## Loader throughput: streaming shards vs naive decode-then-resize
-	$(PY) bench/bench_loader.py
+	PYTHONPATH=. $(PY) bench/bench_loader.py
 
 # ---- performance benchmarks (issue 8): each prints its configuration and a markdown table ----
 .PHONY: bench bench-train bench-sampling bench-memory bench-gpu gpu-check bench-reference bench-study
@@ -109,28 +110,28 @@ bench-loader: $(STAMP) ## Loader throughput: streaming shards vs naive decode-th
 bench: $(STAMP) bench-train bench-sampling bench-memory ## The CPU benchmark set: training step, sampling per rule, memory
 
 bench-train: $(STAMP) ## Training images/s for sincos, rope, rpe2d at 64/256/1024 tokens, native precision [ARGS=--dtypes fp32 bf16]
-	$(PY) bench/bench_train_step.py $(ARGS)
+	$(PY) -m bench.cpu.train_step $(ARGS)
 
 bench-sampling: $(STAMP) ## Sampling cost per step of every inference rule vs extrapolate, at 2x and 4x [ARGS=]
-	$(PY) bench/bench_sampling.py $(ARGS)
+	$(PY) -m bench.cpu.sampling $(ARGS)
 
 bench-memory: $(STAMP) ## Peak memory of a training and a sampling step, 256 to 4096 tokens [ARGS=]
-	$(PY) bench/bench_memory.py $(ARGS)
+	$(PY) -m bench.cpu.memory $(ARGS)
 
 bench-study: $(STAMP) ## make study's unit costs here vs AVX2-only fp32, and a finished study's projected AVX2 time [ARGS=]
-	$(PY) bench/bench_study_cost.py $(ARGS)
+	$(PY) -m bench.cpu.study_cost $(ARGS)
 
 bench-gpu: $(STAMP) ## DiT-XL/2 images/s and MFU at 256 and 512 px in bf16 (needs CUDA) [ARGS=]
-	$(PY) bench/bench_gpu.py $(ARGS)
+	$(PY) -m bench.gpu.throughput $(ARGS)
 
 # No venv dependency: the GPU machine has no registry. It uses $(PYTHON) (or .venv's python where
 # one exists) and installs the wheels carried in .whl/ itself (bench/prepare_gpu_wheels.sh).
-gpu-check: ## GPU validation, <= 8 min on one H200: make gpu-check OUT=<dir> [SMOKE=1: CPU toy run]
-	@test -n "$(OUT)" || { echo "usage: make gpu-check OUT=<folder> [SMOKE=1]"; exit 2; }
-	PYTHON=$(if $(wildcard $(PY)),$(PY),$(PYTHON)) bash bench/gpu_check.sh "$(OUT)" $(if $(SMOKE),--smoke)
+gpu-check: ## GPU validation, ~6 min on one H200: make gpu-check OUT=<dir> [SMOKE=1: CPU toy run] [ONLY=stage,...]
+	@test -n "$(OUT)" || { echo "usage: make gpu-check OUT=<folder> [SMOKE=1] [ONLY=stage,stage]"; exit 2; }
+	PYTHON=$(if $(wildcard $(PY)),$(PY),$(PYTHON)) bash bench/gpu_check.sh "$(OUT)" $(if $(SMOKE),--smoke) $(if $(ONLY),--only $(ONLY))
 # timm is what the reference's models.py imports; --no-deps: its torchvision requirement would
-# pull a CUDA build (bench_reference_dit.py stands a placeholder in for torchvision instead).
+# pull a CUDA build (bench/cpu/reference_dit.py stands a placeholder in for torchvision instead).
 bench-reference: $(STAMP) ## Our DiT-S/2 training step vs facebookresearch/DiT's: make bench-reference DIT=<local clone> [ARGS=--compile]
 	@test -n "$(DIT)" || { echo "usage: make bench-reference DIT=<local clone of facebookresearch/DiT> [ARGS=--compile]"; exit 2; }
 	@$(PY) -c "import timm" 2>/dev/null || $(PY) -m pip install --quiet --no-deps -c constraints.txt timm
-	$(PY) bench/bench_reference_dit.py --dit-repo "$(DIT)" $(ARGS)
+	$(PY) -m bench.cpu.reference_dit --dit-repo "$(DIT)" $(ARGS)

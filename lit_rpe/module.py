@@ -3,6 +3,8 @@
 Every random draw of a training step (label dropout, positions, t, noise) comes from a generator
 seeded by (seed, rank, step), not from global state. A resumed run therefore replays exactly the
 draws of an uninterrupted one, on every rank, without carrying generator states in checkpoints.
+The generator lives on the module's device, so nothing is drawn on the host and copied per step
+(the draws differ between a CPU and a GPU run of the same seed, and repeat on each).
 Validation draws nothing: its noise and times follow ``lit_rpe.flow.validation``.
 """
 
@@ -41,12 +43,13 @@ class DiffusionModule(LightningModule, Sampler):
     resolution: training resolution in pixels, int or (H, W). vae_path: local folder of an SD-VAE
     (``AutoencoderKL`` layout); None trains in pixel space. num_classes: from the data set.
     ema_decay / ema_warmup: EMA of the weights (see ``ema_decay_at``). t_sampling: ``uniform`` or
-    ``logit_normal`` (logit_mean, logit_std). loss_buckets: number of t-buckets the loss is
-    logged in. val_loss_t: times per validation image (``lit_rpe.flow.validation``).
-    nan_check_every_n_steps: check the loss for NaN/inf every n steps (0: never); each
-    check is one host sync on a GPU. init_from: a checkpoint whose weights and EMA start this run
-    (multi-stage training, e.g. a 256 px model continued at 512 px) with a fresh optimizer;
-    ignored when the run resumes from its own checkpoint.
+    ``logit_normal`` (logit_mean, logit_std). loss_buckets: number of t-buckets the loss is logged
+    in. val_loss_t: times per validation image (``lit_rpe.flow.validation``).
+    nan_check_every_n_steps: check the loss for NaN/inf every n steps (0: never), before the
+    optimizer step; each check is one host sync on a GPU (after the backward is queued). init_from:
+    a checkpoint whose weights and EMA start this run (multi-stage training, e.g. a 256 px model
+    continued at 512 px) with a fresh optimizer; ignored when the run resumes from its own
+    checkpoint.
 
     Sampling (``sample``, ``sample_latents``, ``check_resolution``, ``decode``) is the
     ``Sampler`` interface; this class supplies the flow-matching ``integrate``.
@@ -98,8 +101,8 @@ class DiffusionModule(LightningModule, Sampler):
             **net.dit_options(),
         )
         self.ema = copy.deepcopy(self.net).requires_grad_(False).eval()
-        if net.compile:
-            for block in self.net.blocks:
+        if net.compile:  # both: the EMA samples (validation, grids, sample, every evaluation)
+            for block in (*self.net.blocks, *self.ema.blocks):
                 block.compile()
         self.loss = FlowMatchingLoss(
             t_sampling=t_sampling, logit_mean=logit_mean, logit_std=logit_std
@@ -108,6 +111,10 @@ class DiffusionModule(LightningModule, Sampler):
         self.vae = LazyVAE(vae_path)  # loaded on first use, never in checkpoints
         self.register_buffer("_bucket_sum", torch.zeros(loss_buckets), persistent=False)
         self.register_buffer("_bucket_count", torch.zeros(loss_buckets), persistent=False)
+        # the step's loss and whether its micro-batches' losses were finite, read by the NaN
+        # check before the optimizer step (on the device until then)
+        self._step_loss: torch.Tensor | None = None
+        self._finite: torch.Tensor | None = None
 
     def default_rule(self) -> InferenceRule:
         return self.sampling_config.inference_rule(self.net.default_rule.name)
@@ -160,28 +167,31 @@ class DiffusionModule(LightningModule, Sampler):
     # ----------------------------------------------------------------------------- training
 
     def _step_generator(self, index: int) -> torch.Generator:
-        """A CPU generator for one (rank, micro-batch): stateless, so resume is exact."""
+        """A generator on the module's device for one (rank, micro-batch): stateless (seeded by
+        seed, rank and index alone), so resume is exact."""
         key = [self.hparams.seed, 0, self.global_rank, index]  # 0: the training stream
         seed = np.random.SeedSequence(key).generate_state(1, dtype=np.uint64)[0]
-        return torch.Generator().manual_seed(int(seed))
+        return torch.Generator(device=self.device).manual_seed(int(seed))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         x0 = self.encode(batch["image"])
         batch_size = x0.shape[0]
         accumulate = self.trainer.accumulate_grad_batches if self._trainer else 1
         gen = self._step_generator(self.global_step * accumulate + batch_idx % accumulate)
-        drop = torch.rand(batch_size, generator=gen) < self.net_config.class_dropout_prob
+        drop = torch.rand(batch_size, generator=gen, device=gen.device)
         y = torch.where(
-            drop.to(self.device, non_blocking=True), self.net.num_classes, batch["label"]
+            drop < self.net_config.class_dropout_prob, self.net.num_classes, batch["label"]
         )
         grid = self.net.token_grid(*x0.shape[-2:])
         pos_h, pos_w = self.net.draw_positions(batch_size, grid, generator=gen, device=self.device)
         box = batch.get("box") if self.net.micro_embedder is not None else None
         out = self.loss(self.net, x0, y, generator=gen, pos_h=pos_h, pos_w=pos_w, box=box)
         loss = out.losses.mean()
-        every = self.hparams.nan_check_every_n_steps
-        if every and self.global_step % every == 0 and not torch.isfinite(loss):
-            raise FloatingPointError(self._nan_message(loss))
+        # Read on the host only before the optimizer step (on_before_optimizer_step): here it
+        # would stall the host until the forward ran, before it could queue the backward.
+        finite = torch.isfinite(loss.detach())
+        self._finite = finite if batch_idx % accumulate == 0 else self._finite & finite
+        self._step_loss = loss.detach()
         means, counts = loss_per_t_bucket(out.losses.detach(), out.t, len(self._bucket_sum))
         self._bucket_sum += torch.nan_to_num(means) * counts
         self._bucket_count += counts
@@ -198,6 +208,14 @@ class DiffusionModule(LightningModule, Sampler):
             f"weights are updated. Last good checkpoint: {ckpt}. Lower optim.lr, raise "
             "optim.warmup_steps or check the data."
         )
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """The NaN check (every ``nan_check_every_n_steps``): after the backward was queued and
+        before the weights change, so the one host read it costs waits for the step's forward
+        and backward only, and a non-finite loss stops the run with its weights untouched."""
+        every = self.hparams.nan_check_every_n_steps
+        if every and self.global_step % every == 0 and not bool(self._finite):
+            raise FloatingPointError(self._nan_message(self._step_loss))
 
     def optimizer_step(self, *args, **kwargs) -> None:
         # The EMA follows each optimizer step here rather than in on_train_batch_end: callbacks
@@ -227,15 +245,35 @@ class DiffusionModule(LightningModule, Sampler):
         self._bucket_sum.zero_()
         self._bucket_count.zero_()
 
+    def _scaled_fp16(self) -> bool:
+        """fp16 mixed precision: its gradient scaler must unscale before any clipping."""
+        return self._trainer is not None and str(self._trainer.precision) == "16-mixed"
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        # Clipped here, not by Lightning's precision plugin, which refuses a fused optimizer
+        # under any mixed precision; bf16-mixed has no gradient scaler, so clipping before the
+        # fused step is exact (fp16's scaled gradients still go through Lightning).
+        if self._scaled_fp16():
+            return super().configure_gradient_clipping(
+                optimizer, gradient_clip_val, gradient_clip_algorithm
+            )
+        if not gradient_clip_val:
+            return
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+
     def configure_optimizers(self):
         o = self.optim_config
         # fused: one kernel per parameter instead of a dozen foreach passes (3.5x faster on CPU,
         # about 1.3% of a DiT-S/2 step); same update, torch has it for CPU and CUDA tensors.
-        # Lightning refuses to clip the gradients of a fused optimizer under mixed precision.
-        trainer = self._trainer
-        clipping = trainer is not None and bool(trainer.gradient_clip_val)
-        mixed = trainer is not None and "mixed" in str(trainer.precision)
-        fused = not (clipping and mixed) and all(
+        # Only fp16 with clipping keeps foreach: Lightning unscales and clips those gradients.
+        clipping = self._trainer is not None and bool(self._trainer.gradient_clip_val)
+        fused = not (clipping and self._scaled_fp16()) and all(
             p.device.type in ("cpu", "cuda") for p in self.net.parameters()
         )
         opt = torch.optim.AdamW(

@@ -54,7 +54,9 @@ class SampleGridCallback(Callback):
         ):
             self.save_grids(trainer, pl_module)
 
-    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Not on_fit_end: by then Lightning's teardown has moved the module back to the CPU, and
+        # a DiT-XL/2 grid would be drawn there in minutes. Here it still sits on its device.
         self.save_grids(trainer, pl_module)
 
     @rank_zero_only

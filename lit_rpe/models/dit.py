@@ -339,13 +339,16 @@ class DiT(nn.Module):
             t=rule_t if rule is not None and rule.time_dependent else None,
         )
         # RoPE tables in the autocast dtype (they multiply q and k); the additive table in the
-        # input dtype, so the residual stream stays in full precision as in DiT.
+        # input dtype, the residual stream's (docs/DESIGN.md 5).
         table_dtype = x.dtype
         if self.encoder == "rope" and torch.is_autocast_enabled(x.device.type):
             table_dtype = torch.get_autocast_dtype(x.device.type)
         enc = encode_positions(self.encoder, pos_h, pos_w, freqs, dtype=table_dtype)
 
-        tokens = self.x_embedder(x)
+        # The residual stream in the input's dtype for every encoding, under autocast too (fp32
+        # as in DiT, where the fp32 position table promotes it): the patch embedding's
+        # autocast output would otherwise leave RoPE models a bf16 stream and sincos an fp32 one.
+        tokens = self.x_embedder(x).to(x.dtype)
         if enc.additive is not None:
             tokens = tokens + enc.additive
         c = self.t_embedder(t * self.time_scale) + self.y_embedder(y, self.training)

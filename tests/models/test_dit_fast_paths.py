@@ -182,7 +182,8 @@ def test_attention_gets_fused_kernel_inputs_and_no_mask(monkeypatch, encoder, bf
 
 def test_training_step_reads_no_tensor_value_on_the_host(monkeypatch):
     """No .item(), bool(tensor), float(tensor) or .tolist() in the step: on a GPU each would
-    stall the host until the device caught up. The NaN check is the one, optional, exception."""
+    stall the host until the device caught up. The NaN check reads the loss once, before the
+    optimizer step (after the backward was queued), and only on the steps it is due."""
     net = NetConfig(
         name="DiT-N/2", encoder="rope", train_positions="rpe2d", micro_conditioning=True
     )
@@ -199,11 +200,13 @@ def test_training_step_reads_no_tensor_value_on_the_host(monkeypatch):
 
     for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
         monkeypatch.setattr(torch.Tensor, name, forbidden)
-    with pytest.warns(UserWarning, match="self.log"):  # no Trainer attached: logging is skipped
-        loss = module.training_step(batch, 0)
-    loss.backward()
+    for m in (module, checked):
+        with pytest.warns(UserWarning, match="self.log"):  # no Trainer: logging is skipped
+            loss = m.training_step(batch, 0)
+        loss.backward()
+    module.on_before_optimizer_step(None)  # check off: no read
     with pytest.raises(HostRead):
-        checked.training_step(batch, 0)
+        checked.on_before_optimizer_step(None)
 
 
 @pytest.mark.slow
@@ -247,3 +250,22 @@ def test_optimizer_is_fused_adamw_on_cpu():
     module = DiffusionModule(net=NetConfig(name="DiT-N/2"), resolution=16, num_classes=5)
     optimizer = module.configure_optimizers()["optimizer"]
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"] is True
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_residual_stream_has_one_dtype_for_every_encoding(bf16):
+    """Under bf16 autocast the blocks take and return fp32 tokens (the input's dtype) whether the
+    position is an additive table or a rotation: the strategies train with the same numerics."""
+    seen = {}
+    for encoder, positions in (("sincos", "grid"), ("rope", "grid"), ("rope", "rpe2d")):
+        model = tiny(encoder, positions).train()
+        dtypes = []
+        for block in model.blocks:
+            block.register_forward_hook(
+                lambda mod, args, out, seen=dtypes: seen.extend([args[0].dtype, out.dtype])
+            )
+        x, t, y = inputs()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            model(x, t, y)
+        seen[f"{encoder}/{positions}"] = set(dtypes)
+    assert seen == dict.fromkeys(seen, {torch.float32})

@@ -1,6 +1,6 @@
 """Peak memory of a training step and of a sampling step against the number of tokens.
 
-    python bench/bench_memory.py [--model DiT-Ti/2] [--tokens 256 1024 2304 4096]
+    python -m bench.cpu.memory [--model DiT-Ti/2] [--tokens 256 1024 2304 4096]
 
 Each configuration runs in a fresh process (with glibc's mmap threshold pinned at 64 KiB, so a
 freed activation goes back to the OS and the resident set follows the live tensors). The child
@@ -9,7 +9,7 @@ that persists (AdamW state, EMA), then resets the kernel's peak-RSS counter
 (``/proc/self/clear_refs``), runs the step again and reports ``VmHWM - VmRSS before``: the
 memory one step adds on top of the model, its optimizer state and the inputs. Modes:
 
-- ``train``: ``training_step`` + backward + AdamW + EMA, as in ``bench_train_step.py``;
+- ``train``: ``training_step`` + backward + AdamW + EMA, as in ``bench.cpu.train_step``;
 - ``train+ckpt``: the same with activation checkpointing of every block;
 - ``sample``: one velocity evaluation of the EMA model without autograd (a sampler step).
 
@@ -31,7 +31,9 @@ import sys
 import warnings
 
 import torch
-from bench_utils import machine_line, markdown_table, resolve_bench_precision
+
+from bench.common.machine import machine_line, resolve_bench_precision
+from bench.common.tables import markdown_table
 
 MIB = 2**20
 
@@ -149,7 +151,7 @@ def main() -> None:
     resolved = resolve_bench_precision(args)
     args.dtype = resolved.name  # the children get the resolved name, not auto
     if not os.path.exists("/proc/self/clear_refs"):
-        raise SystemExit("bench_memory needs Linux (/proc/self/clear_refs resets the peak RSS)")
+        raise SystemExit("bench.cpu.memory needs Linux (/proc/self/clear_refs resets the peak RSS)")
     tokens = sorted(args.tokens)
     if len(tokens) < 3 or any(math.isqrt(n) ** 2 != n for n in tokens):
         raise SystemExit("--tokens: at least three square numbers")

@@ -14,13 +14,14 @@ grad mode) and says nothing about its choice. Two ways to see it:
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from bench.common.timing import timed
 
 # Our names for the backends, in PyTorch's own priority order on CUDA.
 BACKENDS: dict[str, SDPBackend] = {
@@ -105,13 +106,7 @@ def probe_backends(
             warnings.simplefilter("always")
             try:
                 with sdpa_kernel([backend]):
-                    call()
-                    _sync(device)
-                    start = time.perf_counter()
-                    for _ in range(repeats):
-                        call()
-                    _sync(device)
-                ms = 1e3 * (time.perf_counter() - start) / repeats
+                    ms = 1e3 * timed(call, device, warmup=1, iters=repeats)
                 results[name] = {"ok": True, "ms": ms, "reason": ""}
             except RuntimeError as err:
                 # PyTorch explains a refusal in warnings ("Flash attention requires ..."); keep
@@ -121,8 +116,3 @@ def probe_backends(
                 results[name] = {"ok": False, "ms": None, "reason": reason[:160]}
         q.grad = k.grad = v.grad = None
     return results
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()

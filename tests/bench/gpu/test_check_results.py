@@ -3,10 +3,10 @@
 import json
 
 import pytest
-from gpu_check_results import (
+
+from bench.gpu.check_results import (
     StageReport,
     evaluate_targets,
-    format_cell,
     merge_stage,
     render_table,
     write_report,
@@ -29,15 +29,6 @@ def stage(name, title, rows, data=None):
         "tables": [{"title": title, "columns": [], "rows": rows}],
         "data": data or {},
     }
-
-
-@pytest.mark.parametrize(
-    "value, text",
-    [(None, "-"), (True, "yes"), (False, "no"), (0.45678, "0.457"), (123.4, "123"),
-     (-2.5, "-2.50"), (12, "12"), ("flash", "flash"), (float("nan"), "nan")],
-)  # fmt: skip
-def test_cells_are_formatted_to_three_significant_digits(value, text):
-    assert format_cell(value) == text
 
 
 def test_a_stage_record_is_on_disk_after_every_row(tmp_path):
@@ -103,6 +94,14 @@ def test_merge_status(own, rc, status):
     record = stage("memory", "Peak memory", [])
     record["status"] = own
     assert merge_stage(record, {"rc": rc, "cap_s": 45})["status"] == status
+
+
+@pytest.mark.parametrize("rc, status", [(0, "ok"), (1, "error")])
+def test_a_stage_without_a_record_is_judged_by_its_exit_code(rc, status):
+    """The setup stage (the wheels) keeps no record: its exit code and log tail say it all."""
+    merged = merge_stage(None, {"rc": rc, "cap_s": 180, "log_tail": ["no module named x"]})
+    assert merged["status"] == status
+    assert (merged["error"] is None) == (rc == 0)
 
 
 def full_stages(*, rpe2d_ratio=0.97, lightning_ips=290.0, ckpt_status="ok"):

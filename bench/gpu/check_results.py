@@ -5,7 +5,7 @@ hits its time cap still leaves what it measured. The shell records each stage's 
 time and cap beside it (``<stage>.shell.json``). ``write_report`` merges both into
 ``gpu_check.json`` and ``gpu_check.md`` and checks the targets of issue 19:
 
-    python bench/gpu_check_results.py <stages dir> <out dir> [--command "..."]
+    python -m bench.gpu.check_results <stages dir> <out dir> [--command "..."]
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench_utils import fmt3, markdown_table
+from bench.common.tables import fmt3, keyed_table
 
 # Report order and titles; the shell runs the stages in this order.
 STAGE_TITLES = {
+    "setup": "0. Python and the packages the check imports (the carried wheels)",
     "environment": "Environment",
     "throughput": "1. DiT training and sampling throughput and MFU (eager)",
     "throughput_compiled": "1b. The same with torch.compile of the blocks",
@@ -111,24 +112,10 @@ class StageReport:
 # ---------------------------------------------------------------------------------- rendering
 
 
-def format_cell(value: Any) -> str:
-    """Table cell text: 3 significant digits for floats, yes/no, '-' for missing values."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if value != value:
-            return "nan"
-        return ("-" if value < 0 else "") + fmt3(abs(value))
-    return str(value)
-
-
 def render_table(table: dict[str, Any] | Table) -> str:
+    """A stage's table (a ``Table`` or its JSON form) as markdown."""
     table = asdict(table) if isinstance(table, Table) else table
-    keys = [c[0] for c in table["columns"]]
-    rows = [[format_cell(row.get(k)) for k in keys] for row in table["rows"]]
-    return markdown_table([c[1] for c in table["columns"]], rows)
+    return keyed_table([tuple(c) for c in table["columns"]], table["rows"])
 
 
 # ------------------------------------------------------------------------------------ merging
@@ -155,7 +142,7 @@ def merge_stage(record: dict[str, Any] | None, shell: dict[str, Any] | None) -> 
         entry["error"] = f"stopped at its {shell.get('cap_s')} s cap; rows above are complete"
     elif own == "error":
         entry["status"] = "error"
-    elif rc == 0 and own == "ok":
+    elif rc == 0 and own in ("ok", None):  # None: a stage that keeps no record (setup)
         entry["status"] = "ok"
     else:
         entry["status"] = "error"

@@ -10,8 +10,16 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-STAGES = ["environment", "throughput", "throughput_compiled", "lightning", "memory", "eval_cell"]
+ROOT = Path(__file__).resolve().parents[3]
+STAGES = [
+    "setup",
+    "environment",
+    "throughput",
+    "throughput_compiled",
+    "lightning",
+    "memory",
+    "eval_cell",
+]
 
 
 @pytest.mark.slow
@@ -85,3 +93,43 @@ def test_smoke_run_writes_every_stage(tmp_path):
     assert "./lightning.log" in names or "stages/lightning.log" in names
     assert any(n.endswith("fit_from0000003.json") for n in names)
     assert not any(n.endswith((".ckpt", ".png", ".safetensors")) for n in names)
+
+
+@pytest.mark.slow
+def test_only_the_named_stages_run_and_the_check_cleans_its_own_work_folder(tmp_path):
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHON=sys.executable, TMPDIR=str(tmp_path))
+    env.pop("GPU_CHECK_WORK", None)
+    done = subprocess.run(
+        ["bash", "bench/gpu_check.sh", str(out), "--smoke", "--only", "environment"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert report["command"].endswith("--smoke --only environment")
+    assert {n: s["status"] for n, s in report["stages"].items()} == {
+        "setup": "ok", "environment": "ok"
+    }  # fmt: skip
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("gpu_check.")]
+
+
+def test_a_failed_setup_still_writes_the_report(tmp_path):
+    """A Python that cannot import the check's packages (here: no site-packages, no pip): the
+    setup stage fails with one line naming the cause, no stage runs, the report is written."""
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    python.chmod(0o755)
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHON=str(python), GPU_CHECK_WORK=str(tmp_path / "work"))
+    env["GPU_CHECK_SITE"] = str(tmp_path / "site")
+    done = subprocess.run(
+        ["bash", "bench/gpu_check.sh", str(out), "--smoke"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert list(report["stages"]) == ["setup"]
+    setup = report["stages"]["setup"]
+    assert setup["status"] == "error" and "importing lit_rpe" in setup["error"]
+    assert "Status: **error**" in (out / "gpu_check.md").read_text()
+    assert (out / "gpu_check_logs.tar.gz").is_file()

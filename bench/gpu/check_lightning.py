@@ -1,24 +1,27 @@
 """Stage 2 of the GPU check: a real training run through ``lit-rpe fit``, resumed, then sampled.
 
-    python bench/gpu_check_lightning.py --work <dir> --json <stages>/lightning.json \
+    python -m bench.gpu.check_lightning --work <dir> --json <stages>/lightning.json \
         [--steps 100 --resume-at 50 ...] [lit-rpe options, e.g. --model.net.name=DiT-N/2]
 
 What it runs, as a user would (``python -m lit_rpe``, the experiment file unchanged, overrides on
 the command line):
 1. writes synthetic latent shards (train + val) and a randomly initialised SD-VAE folder
-   (``gpu_check_data``): no ImageNet and no SD-VAE weights are needed;
-2. ``fit --config experiments/rpe2d_256.yaml`` (DiT-XL/2, bf16-mixed, EMA, the real data module
+   (``bench.gpu.check_data``): no ImageNet and no SD-VAE weights are needed;
+2. ``fit --config <work>/rpe2d_256_check.yaml`` (DiT-XL/2, bf16-mixed, EMA, the real data module
    on the latent shards) up to ``--resume-at`` steps; the experiment's ModelCheckpoint writes
-   ``last.ckpt`` at the end and its SampleGridCallback draws grids at 256 and 512 px;
+   ``last.ckpt`` at the end and its SampleGridCallback draws grids at 256 and 512 px. That file
+   is experiments/rpe2d_256.yaml composed, less its ResolutionEvalCallback (``check_experiment``:
+   8 cells x 5,120 images need 5,120 validation images and an hour; the eval_cell stage
+   measures one cell);
 3. the same command with ``--trainer.max_steps=<steps>``: the CLI resumes from ``last.ckpt`` by
    itself (weights, EMA, optimizer, data stream position) and trains to ``--steps``;
 4. ``sample --resolution 512``: the ``lit-rpe sample`` subcommand on the final checkpoint.
 
 An epoch is ``--steps`` steps long: the first fit stops mid-epoch, the resumed one continues the
-epoch's data stream where it stopped and ends with the experiment's validation.
-``FitMeter`` (gpu_check_callback.py, appended with ``--trainer.callbacks+=``) logs images/s after
-warm-up and the peak memory of each fit. The sample grids are decoded by the random VAE: they
-cost what real decoding costs, and show noise.
+epoch's data stream where it stopped and ends with the experiment's validation. ``FitMeter``
+(bench/gpu/check_callback.py, appended with ``--trainer.callbacks+=``) logs images/s after warm-up
+and the peak memory of each fit. The sample grids are decoded by the random VAE: they cost what real
+decoding costs, and show noise.
 """
 
 from __future__ import annotations
@@ -32,10 +35,15 @@ import sys
 import time
 from pathlib import Path
 
-from gpu_check_data import write_latent_shards, write_random_vae
-from gpu_check_results import StageReport, format_cell
+from omegaconf import OmegaConf
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.common.tables import format_cell
+from bench.gpu.check_data import write_latent_shards, write_random_vae
+from bench.gpu.check_results import StageReport
+from lit_rpe.experiments import compose
+
+REPO = Path(__file__).resolve().parents[2]
+EVAL_CALLBACK = "ResolutionEvalCallback"
 FIT_COLUMNS = [
     ("run", "run"),
     ("steps", "steps"),
@@ -52,8 +60,21 @@ FIT_COLUMNS = [
 ]
 
 
+def check_experiment(experiment: str | Path, out: Path) -> Path:
+    """Write ``experiment`` composed (its bases merged) without its ResolutionEvalCallback to
+    ``out``; everything else, interpolations included, stays as the experiment has it."""
+    config = compose(experiment)
+    callbacks = list(config.trainer.get("callbacks") or [])
+    kept = [c for c in callbacks if not str(c.get("class_path", "")).endswith(EVAL_CALLBACK)]
+    config.trainer.callbacks = kept
+    out.parent.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(config, out, resolve=False)
+    return out
+
+
 def lit_rpe(command: str, args, extra: list[str]) -> list[str]:
-    """A ``python -m lit_rpe`` command line on the experiment, the synthetic data and the VAE."""
+    """A ``python -m lit_rpe`` command line on the check's experiment file, the synthetic data
+    and the VAE."""
     data = Path(args.work) / "data"
     return [
         sys.executable,
@@ -61,7 +82,7 @@ def lit_rpe(command: str, args, extra: list[str]) -> list[str]:
         "lit_rpe",
         command,
         "--config",
-        args.experiment,
+        str(Path(args.work) / "rpe2d_256_check.yaml"),
         f"--trainer.default_root_dir={Path(args.work) / 'run'}",
         f"--data.train_shards={data / 'train'}",
         f"--data.val_shards={data / 'val'}",
@@ -81,9 +102,7 @@ def run_logged(cmd: list[str], log: Path, timeout: float) -> float:
     """Run ``cmd`` from the repository root with its output appended to ``log``; returns its
     wall seconds; raises RuntimeError with the log's tail when it fails."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO), str(REPO / "bench"), *filter(None, [env.get("PYTHONPATH")])]
-    )
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
     start = time.perf_counter()
     with log.open("a") as out:
         out.write(f"\n$ {' '.join(cmd)}\n")
@@ -143,11 +162,12 @@ def run_stage(args, report: StageReport) -> None:
         work / "data/val", num_samples=args.val_samples, resolution=args.resolution, seed=1
     )
     write_random_vae(work / "data/vae", args.vae)
+    check_experiment(args.experiment, work / "rpe2d_256_check.yaml")
     report.put("data_s", time.perf_counter() - start)
     report.put("px", args.resolution)
     report.put("batch", args.batch_size)
     meter = [
-        "--trainer.callbacks+=gpu_check_callback.FitMeter",
+        "--trainer.callbacks+=bench.gpu.check_callback.FitMeter",
         f"--trainer.callbacks.init_args.out_dir={fits}",
         f"--trainer.callbacks.init_args.warmup_steps={args.warmup}",
     ]
@@ -205,8 +225,8 @@ def run_stage(args, report: StageReport) -> None:
     )
     report.note(
         f"Grids and `sample` use Heun-{args.sampling_steps} (--model.sampling.steps) to fit the "
-        "stage's cap. SampleGridCallback and `lit-rpe sample` call DiffusionModule.sample "
-        "outside any autocast, i.e. in fp32 (the eval grid runs it under bf16 autocast)."
+        "stage's cap. SampleGridCallback draws at the end of training on the device, and it and "
+        "`lit-rpe sample` sample in the run's precision (bf16-mixed: bf16 autocast)."
     )
 
 

@@ -1,6 +1,6 @@
 """Stage 0 of the GPU check: the machine and the software the figures come from.
 
-    python bench/gpu_check_env.py --json <stages>/environment.json [--require-cuda]
+    python -m bench.gpu.check_env --json <stages>/environment.json [--require-cuda]
 
 Prints the GPU model, its memory, the driver and CUDA versions (the driver's, from nvidia-smi,
 and torch's runtime), cuDNN, torch, Triton, Lightning, diffusers and Python, and records them.
@@ -19,7 +19,9 @@ import shutil
 import subprocess
 
 import torch
-from gpu_check_results import StageReport
+
+from bench.gpu.check_results import StageReport
+from bench.gpu.peaks import gpu_peak
 
 PACKAGES = ("lightning", "torchmetrics", "diffusers", "omegaconf", "jsonargparse", "triton")
 
@@ -69,19 +71,21 @@ def environment() -> dict[str, object]:
         **nvidia_smi(),
     }
     if torch.cuda.is_available():
-        from bench_gpu import peak_tflops  # imports lit_rpe and Lightning: only where needed
-
         props = torch.cuda.get_device_properties(0)
+        peak = gpu_peak(props.name, props.total_memory / 2**30)
         info.update(
             gpu=props.name,
             gpu_memory_gib=props.total_memory / 2**30,
             capability=f"{props.major}.{props.minor}",
             multiprocessors=props.multi_processor_count,
             cudnn=torch.backends.cudnn.version(),
-            peak_bf16_tflops=peak_tflops(props.name),
+            gpu_variant=peak.variant if peak else None,
+            peak_bf16_tflops=peak.tflops if peak else None,
         )
         info["summary"] = (
-            f"{props.name} ({info['gpu_memory_gib']:.0f} GiB, sm {info['capability']}), "
+            f"{props.name} ({info['gpu_memory_gib']:.0f} GiB, sm {info['capability']}; variant "
+            f"{info['gpu_variant'] or 'unknown'}, dense bf16 peak "
+            f"{info['peak_bf16_tflops'] or '?'} TFLOP/s), "
             f"driver {info.get('driver', '?')} (CUDA {info.get('cuda_driver', '?')}), "
             f"torch {torch.__version__} (CUDA {torch.version.cuda}, cuDNN {info['cudnn']}), "
             f"triton {info['triton']}, lightning {info['lightning']}, "

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from gpu_check_callback import window_rate
-from gpu_check_eval_cell import heun_evaluations
-from gpu_check_lightning import combined_rate
 
+from bench.gpu.check_callback import window_rate
+from bench.gpu.check_eval_cell import heun_evaluations
+from bench.gpu.check_lightning import combined_rate
 from lit_rpe.flow import sample_ode
 
 STAMPS = [(1, 0.0), (2, 5.0), (3, 6.0), (4, 7.0), (5, 8.0)]  # step 1: warm-up (compilation)

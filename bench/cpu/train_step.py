@@ -1,6 +1,6 @@
 """Training-step throughput per positional encoding: sincos, rope and rpe2d, fp32 and/or bf16.
 
-    python bench/bench_train_step.py [--models DiT-Ti/2 DiT-S/2] [--tokens 64 256 1024]
+    python -m bench.cpu.train_step [--models DiT-Ti/2 DiT-S/2] [--tokens 64 256 1024]
         [--dtypes fp32 bf16]   (default: auto, the precision this CPU computes natively)
 
 A step is what ``lit-rpe fit`` runs per batch, on the real ``DiffusionModule`` in pixel space
@@ -23,19 +23,17 @@ import math
 import warnings
 
 import torch
-from bench_utils import (
+
+from bench.common.machine import machine_line, resolve_dtype_list
+from bench.common.tables import fmt3, markdown_table
+from bench.common.timing import (
     CLOCKS,
     add_timing_options,
-    fmt3,
     interleaved_medians,
-    machine_line,
-    markdown_table,
     median,
     pm,
-    resolve_dtype_list,
     set_threads,
 )
-
 from lit_rpe.config import NetConfig, OptimConfig
 from lit_rpe.models.sizes import parse_model_name
 from lit_rpe.module import DiffusionModule

@@ -9,7 +9,7 @@ to learn. The VAE folder is a ``diffusers.AutoencoderKL`` with the SD-VAE archit
 one for CPU smoke runs) and random weights, saved as ``save_pretrained`` writes it: decoding
 costs what the real VAE costs, and the images are noise.
 
-    python bench/gpu_check_data.py <folder> [--resolution 256] [--train 2048] [--vae sd|tiny]
+    python -m bench.gpu.check_data <folder> [--resolution 256] [--train 2048] [--vae sd|tiny]
 """
 
 from __future__ import annotations

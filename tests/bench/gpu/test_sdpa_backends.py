@@ -2,9 +2,14 @@
 
 import pytest
 import torch
-from sdpa_backends import backend_of_kernel, classify_events, observed_backends, probe_backends
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from bench.gpu.sdpa_backends import (
+    backend_of_kernel,
+    classify_events,
+    observed_backends,
+    probe_backends,
+)
 from lit_rpe.models import DiT
 
 

@@ -1,6 +1,6 @@
 """The suite's DiT training step against facebookresearch/DiT's own, timed alternately.
 
-    python bench/bench_reference_dit.py --dit-repo /path/to/DiT [--model DiT-S/2] [--tokens 256]
+    python -m bench.cpu.reference_dit --dit-repo /path/to/DiT [--model DiT-S/2] [--tokens 256]
 
 The reference is the ``models.py`` of a local clone of https://github.com/facebookresearch/DiT
 (nothing is downloaded; the clone is imported from ``--dit-repo``). It builds its blocks from
@@ -23,7 +23,7 @@ weight decay: DiT's). The reference gets ``torch.optim.AdamW(lr=1e-4, weight_dec
 DiT's ``train.py`` (torch's default multi-tensor implementation); the suite's side gets the
 optimizer ``DiffusionModule.configure_optimizers`` builds (the fused implementation: same update,
 one kernel per parameter). Same batch, dtype and threads on both sides. Not timed on either side:
-data loading, the VAE, logging and the suite's loss-bucket bookkeeping (``bench_train_step.py``
+data loading, the VAE, logging and the suite's loss-bucket bookkeeping (``bench.cpu.train_step``
 times the suite's whole ``training_step``).
 
 ``--compile`` adds the suite's model with ``net.compile`` (each block ``torch.compile``d) as
@@ -45,20 +45,17 @@ import types
 from pathlib import Path
 
 import torch
-from bench_utils import (
+
+from bench.common.machine import add_precision_option, machine_line, resolve_bench_precision
+from bench.common.tables import fmt3, markdown_table
+from bench.common.timing import (
     CLOCKS,
-    add_precision_option,
     add_timing_options,
-    fmt3,
     interleaved_medians,
-    machine_line,
-    markdown_table,
     median,
     pm,
-    resolve_bench_precision,
     set_threads,
 )
-
 from lit_rpe.config import NetConfig, OptimConfig
 from lit_rpe.flow import FlowMatchingLoss
 from lit_rpe.models.sizes import parse_model_name

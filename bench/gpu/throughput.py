@@ -1,6 +1,6 @@
 """GPU throughput and model FLOP utilisation of DiT-XL/2 at 256 and 512 px (bf16 by default).
 
-    python bench/bench_gpu.py [--model DiT-XL/2] [--resolutions 256 512] [--batch-sizes 32 16]
+    python -m bench.gpu.throughput [--model DiT-XL/2] [--resolutions 256 512] [--batch-sizes 32 16]
         [--encoders sincos rope rpe2d] [--compile] [--probe-sdpa] [--json FILE]
 
 Needs CUDA: without a GPU it says so and exits 0 (1 with ``--json``, inside the GPU check).
@@ -10,23 +10,25 @@ small ``--model``; no MFU there).
 Measured on the real ``DiffusionModule`` built directly on the device, with SD-VAE latents
 (8x down, 4 channels; the batch holds precomputed latents, so the VAE is never run): a training
 step (``training_step`` under bf16 autocast as Lightning's ``bf16-mixed`` runs it, backward,
-gradient clipping at 1.0 as in experiments/base/trainer.yaml, AdamW, EMA) and a sampling step
+the NaN check, gradient clipping at 1.0 as in experiments/base/trainer.yaml, the module's fused
+AdamW, EMA: ``training_step_fn``) and a sampling step
 (one velocity evaluation of the EMA model with the model's inference rule, no autograd).
 Images/s come from ``--iters`` back-to-back steps between two synchronisations, after
 ``--warmup`` steps (which include compilation with ``--compile``). Encoders: ``sincos`` and
 ``rope`` on the plain grid, ``rpe2d`` = rope with RPE-2D's random positions (max_len 64) and
 micro-conditioning, as experiments/base/rpe2d.yaml.
 
-``--compile`` compiles every block of the trained net (``net.compile``) and, for the sampling
-rows, of the EMA copy too (the module itself compiles only the trained net). The attention
-column is the SDPA backend the step really dispatched to (``sdpa_backends.observed_backends``);
+``--compile`` sets ``net.compile``: the module compiles every block of the trained net and of
+the EMA copy, which the sampling rows run. The attention
+column is the SDPA backend the step really dispatched to
+(``bench.gpu.sdpa_backends.observed_backends``);
 ``--probe-sdpa`` adds a table of which backends accept DiT's attention shapes and their speed.
 
 FLOPs are counted analytically as 2 x multiply-adds: patch embedding, per block the adaLN
 projection, qkv, the attention matrices (QK^T and AV, 2 N^2 D), the output projection and the
 MLP, then the final layer; a training step counts 3x the forward (backward = 2x forward; the
 recomputation of activation checkpointing is not counted). MFU = achieved FLOP/s / the GPU's
-dense bf16 peak, from a table keyed by ``torch.cuda.get_device_name`` (or ``--peak-tflops``).
+dense bf16 peak of its variant (``bench.gpu.peaks``: name and memory; or ``--peak-tflops``).
 """
 
 from __future__ import annotations
@@ -39,30 +41,15 @@ import warnings
 from collections.abc import Callable
 
 import torch
-from gpu_check_results import StageReport, render_table
-from sdpa_backends import observed_backends, probe_backends
 
+from bench.common.timing import timed
+from bench.gpu.check_results import StageReport, render_table
+from bench.gpu.peaks import GpuPeak, gpu_peak
+from bench.gpu.sdpa_backends import observed_backends, probe_backends
 from lit_rpe.config import NetConfig
 from lit_rpe.models.sizes import parse_model_name
 from lit_rpe.module import DiffusionModule
 from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR
-
-# Dense (no sparsity) bf16 tensor-core peak in TFLOP/s from the vendors' datasheets; the first
-# key found in the device name wins, so longer names come before their prefixes.
-PEAK_BF16_TFLOPS = [
-    ("H100 PCIe", 756.0),
-    ("H100 NVL", 835.0),
-    ("H100", 989.4),  # SXM5 ("NVIDIA H100 80GB HBM3")
-    ("H200", 989.4),  # SXM ("NVIDIA H200"); also GH200
-    ("H20", 148.0),
-    ("B200", 2250.0),
-    ("A100", 312.0),
-    ("A800", 312.0),
-    ("L40S", 362.1),
-    ("L40", 181.0),
-    ("A10G", 70.0),
-    ("L4", 121.0),
-]
 
 # Positional-encoding strategies as the experiments configure them (experiments/base/*.yaml).
 ENCODERS: dict[str, dict] = {
@@ -75,11 +62,12 @@ ENCODERS: dict[str, dict] = {
 LATENTS_ONLY = "(latents are fed directly; no VAE is loaded)"
 
 
-def peak_tflops(device_name: str) -> float | None:
-    for key, value in PEAK_BF16_TFLOPS:
-        if key.lower() in device_name.lower():
-            return value
-    return None
+def device_peak(device: str) -> GpuPeak | None:
+    """The variant and peak of the current CUDA device (None on the CPU or an unknown GPU)."""
+    if device != "cuda":
+        return None
+    props = torch.cuda.get_device_properties(0)
+    return gpu_peak(props.name, props.total_memory / 2**30)
 
 
 def forward_flops(
@@ -159,8 +147,7 @@ def build_module(
             resolution=resolution,
             num_classes=1000,
             vae_path=vae_path or LATENTS_ONLY,
-            nan_check_every_n_steps=0,
-        )
+        )  # the NaN check at its default (every step), as lit-rpe fit runs it
     # Lightning tracks the module's device through .to(); the tensors are already there.
     return module.to(device)
 
@@ -176,16 +163,19 @@ def random_batch(batch_size: int, resolution: int, device: str) -> dict[str, tor
 
 
 def training_step_fn(module: DiffusionModule, batch: dict, dtype: str) -> Callable[[], None]:
-    """One optimizer step as Lightning runs it (autocast forward, backward, clip, AdamW, EMA)."""
+    """One optimizer step as ``lit-rpe fit`` runs it, through the module's own hooks: autocast
+    forward, backward, the NaN check (one host read), clipping at 1.0, the fused AdamW, EMA.
+    What Lightning adds around it (its loop, logging, the progress bar's read of the loss) is
+    what the Lightning stage's comparison with this step measures."""
     optimizer = module.configure_optimizers()["optimizer"]
     device = batch["image"].device.type
-    params = [p for p in module.net.parameters() if p.requires_grad]
 
     def step() -> None:
         with precision_context(device, dtype):
             loss = module.training_step(batch, 0)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        module.on_before_optimizer_step(optimizer)
+        module.configure_gradient_clipping(optimizer, 1.0, "norm")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         module.update_ema()
@@ -205,23 +195,6 @@ def sampling_step_fn(module: DiffusionModule, batch: dict, dtype: str) -> Callab
             module.ema(batch["image"], t, batch["label"], rule=rule, rule_t=0.5)
 
     return step
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn: Callable[[], object], device: str, warmup: int, iters: int) -> float:
-    """Seconds per call of ``fn`` over ``iters`` back-to-back calls (synchronised at the ends)."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    sync(device)
-    return (time.perf_counter() - start) / iters
 
 
 def release(device: str, compiled: bool) -> None:
@@ -281,9 +254,6 @@ def measure_configuration(args, report, table, resolution, batch_size, encoder, 
             checkpointing=args.checkpointing,
             compile=args.compile,
         )
-        if args.compile:
-            for block in module.ema.blocks:  # sampling runs the EMA copy
-                block.compile()
         batch = random_batch(batch_size, resolution, args.device)
         steps = {
             "train": training_step_fn(module, batch, args.dtype),
@@ -375,13 +345,15 @@ def main() -> None:
     stage = "throughput_compiled" if args.compile else "throughput"
     report = StageReport(args.json, stage, vars(args))
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("bench_gpu needs a CUDA GPU and none is available here: nothing measured.")
+        print("bench.gpu.throughput needs a CUDA GPU and none is available here: nothing measured.")
         if args.json:
             report.fail(RuntimeError("no CUDA GPU"))
             raise SystemExit(1)
         return
     name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    peak = args.peak_tflops or (peak_tflops(name) if args.device == "cuda" else None)
+    found = device_peak(args.device)
+    report.put("gpu_variant", found.variant if found else None)
+    peak = args.peak_tflops or (found.tflops if found else None)
     patch = parse_model_name(args.model)["patch_size"]
     batches = args.batch_sizes or [
         max(1, args.batch_tokens // (r // LATENT_FACTOR // patch) ** 2) for r in args.resolutions
@@ -417,11 +389,6 @@ def main() -> None:
         "MFU counts 3x the forward FLOPs per training step and 1x per sampling step "
         f"(2 x multiply-adds, attention included) against {peak or 'an unknown'} TFLOP/s."
     )
-    if args.compile:
-        report.note(
-            "DiffusionModule compiles only the trained net's blocks; the sampling rows here also "
-            "compile the EMA copy's blocks, which `lit-rpe sample` and the eval grid do not."
-        )
     report.finish()
     for table in report.tables:
         print(f"\n{table.title}\n\n{render_table(table)}")

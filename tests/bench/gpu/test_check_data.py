@@ -6,8 +6,8 @@ import io
 import numpy as np
 import pytest
 import torch
-from gpu_check_data import LatentSampleMaker, write_latent_shards, write_random_vae
 
+from bench.gpu.check_data import LatentSampleMaker, write_latent_shards, write_random_vae
 from lit_rpe.data import ImageShardDataModule
 
 
@@ -60,7 +60,8 @@ def test_random_vae_folder_loads_as_an_sd_vae(tmp_path):
 
 def test_the_sd_architecture_has_the_sd_vae_parameter_count():
     from diffusers import AutoencoderKL
-    from gpu_check_data import SCALE_FACTOR, VAE_CONFIGS
+
+    from bench.gpu.check_data import SCALE_FACTOR, VAE_CONFIGS
 
     with torch.device("meta"):
         vae = AutoencoderKL(

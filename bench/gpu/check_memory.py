@@ -1,12 +1,13 @@
 """Stage 3 of the GPU check: peak memory of DiT-XL/2 training and sampling steps up to 1024 px.
 
-    python bench/gpu_check_memory.py --json <stages>/memory.json \\
+    python -m bench.gpu.check_memory --json <stages>/memory.json \\
         [--train 512:32 1024:32 1024:8] [--sample 1024:32] [--vae <AutoencoderKL folder>]
 
-Training rows: two optimizer steps (``bench_gpu.training_step_fn``: bf16 autocast, backward,
-clipping, AdamW, EMA) of an rpe2d model trained at that resolution, with and without activation
-checkpointing (``net.checkpointing``). ``state`` is what stays allocated after a step (weights,
-EMA, AdamW moments); ``peak - state`` per image is the activation memory a larger batch adds.
+Training rows: two optimizer steps (``bench.gpu.throughput.training_step_fn``: bf16 autocast,
+backward, clipping, AdamW, EMA) of an rpe2d model trained at that resolution, with and without
+activation checkpointing (``net.checkpointing``). ``state`` is what stays allocated after a step
+(weights, EMA, AdamW moments); ``peak - state`` per image is the activation memory a larger batch
+adds.
 Sampling rows: one classifier-free-guided velocity evaluation (the batch doubled, as every
 step of the eval grid's Heun sampler) of the rpe2d_256 model at that resolution with its rule
 (rpe2d_even), and, given ``--vae``, the SD-VAE decode of that batch under bf16 autocast as the
@@ -20,16 +21,16 @@ import argparse
 import time
 
 import torch
-from bench_gpu import (
+
+from bench.common.timing import sync
+from bench.gpu.check_results import StageReport, render_table
+from bench.gpu.throughput import (
     build_module,
     precision_context,
     random_batch,
     release,
-    sync,
     training_step_fn,
 )
-from gpu_check_results import StageReport, render_table
-
 from lit_rpe.flow import guided_velocity
 from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR
 

@@ -1,11 +1,12 @@
 """A Lightning callback that measures a fit: images/s after warm-up, step times, peak memory.
 
-Added to ``lit-rpe fit`` by the GPU check (``--trainer.callbacks+=gpu_check_callback.FitMeter``,
-with ``bench/`` on ``PYTHONPATH``). It costs two device synchronisations per fit (at the end of
-the warm-up and at the last step) and none on the other steps: step times are host timestamps at
-each batch end, which stay in step with the device because Lightning reads the logged loss on
-every step. Validation time inside the measured window is subtracted. At the end of training it
-writes ``<out_dir>/fit_from<start step>.json``: see ``FitMeter.summary``.
+Added to ``lit-rpe fit`` by the GPU check
+(``--trainer.callbacks+=bench.gpu.check_callback.FitMeter``, the repository on ``PYTHONPATH``). It
+costs two device synchronisations per fit (at the end of the warm-up and at the last step) and none
+on the other steps: step times are host timestamps at each batch end, which stay in step with the
+device because Lightning reads the logged loss on every step. Validation time inside the measured
+window is subtracted. At the end of training it writes ``<out_dir>/fit_from<start step>.json``: see
+``FitMeter.summary``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
-"""FLOP counting and MFU of bench_gpu.py: the DiT paper's figures, the peak table, the units."""
+"""FLOP counting and MFU of bench/gpu/throughput.py: the DiT paper's figures, the peak table,
+the units."""
 
 import pytest
-from bench_gpu import dit_forward_flops, peak_tflops, step_flops, utilisation
+
+from bench.gpu.peaks import GpuPeak, gpu_peak
+from bench.gpu.throughput import dit_forward_flops, step_flops, utilisation
 
 # DiT paper (Peebles & Xie 2023), Gflops per forward pass, counted as multiply-adds.
 PAPER_GFLOPS_256 = {
@@ -45,22 +48,25 @@ def test_utilisation_is_achieved_flops_over_the_peak():
 
 
 @pytest.mark.parametrize(
-    "name, peak",
+    "name, memory_gib, variant, peak",
     [
-        ("NVIDIA H200", 989.4),
-        ("NVIDIA GH200 480GB", 989.4),
-        ("NVIDIA H100 80GB HBM3", 989.4),
-        ("NVIDIA H100 PCIe", 756.0),
-        ("NVIDIA H20", 148.0),
-        ("NVIDIA A100-SXM4-80GB", 312.0),
-        ("NVIDIA L40", 181.0),
-        ("NVIDIA L40S", 362.1),
-        ("NVIDIA L4", 121.0),
+        ("NVIDIA H200", 140.4, "H200 SXM", 989.4),
+        ("NVIDIA H200 NVL", 140.4, "H200 NVL", 835.0),
+        ("NVIDIA GH200 480GB", 94.5, "GH200", 989.4),
+        ("NVIDIA H100 80GB HBM3", 79.1, "H100 SXM", 989.4),
+        ("NVIDIA H100 PCIe", 79.1, "H100 PCIe", 756.0),
+        ("NVIDIA H100 NVL", 93.1, "H100 NVL", 835.0),
+        ("NVIDIA H100", 93.1, "H100 NVL", 835.0),  # only its memory says NVL
+        ("NVIDIA H20", 95.0, "H20", 148.0),
+        ("NVIDIA A100-SXM4-80GB", 79.1, "A100", 312.0),
+        ("NVIDIA L40", 44.4, "L40", 181.0),
+        ("NVIDIA L40S", 44.4, "L40S", 362.1),
+        ("NVIDIA L4", 22.0, "L4", 121.0),
     ],
 )
-def test_peak_table_matches_the_most_specific_name(name, peak):
-    assert peak_tflops(name) == peak
+def test_the_variant_is_named_from_the_device_name_and_memory(name, memory_gib, variant, peak):
+    assert gpu_peak(name, memory_gib) == GpuPeak(variant, peak)
 
 
 def test_unknown_devices_have_no_peak():
-    assert peak_tflops("Some Accelerator 9000") is None
+    assert gpu_peak("Some Accelerator 9000", 80.0) is None

@@ -1,6 +1,6 @@
 """Stage 4 of the GPU check: the cost of one eval-grid cell on the GPU.
 
-    python bench/gpu_check_eval_cell.py --vae <AutoencoderKL folder> --json <stages>/eval_cell.json
+    python -m bench.gpu.check_eval_cell --vae <AutoencoderKL folder> --json <stages>/eval_cell.json
 
 Generation: ``lit_rpe.eval.generation.generate_to_folder`` (what ``lit_rpe.eval.grid`` runs for
 a cell: ``DiffusionModule.sample`` with the EMA weights, the VAE decode and the PNG files) under
@@ -22,21 +22,20 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-from bench_gpu import (
+
+from bench.common.timing import timed
+from bench.gpu.check_data import write_random_vae
+from bench.gpu.check_results import StageReport, render_table
+from bench.gpu.throughput import (
     build_module,
+    device_peak,
     dit_forward_flops,
-    peak_tflops,
     precision_context,
-    sync,
     utilisation,
 )
-from gpu_check_data import write_random_vae
-from gpu_check_results import StageReport, render_table
-
 from lit_rpe.eval.generation import generate_to_folder
 from lit_rpe.eval.inception import FIDInceptionV3, InceptionV3Layers
 from lit_rpe.eval.references import image_features
@@ -65,14 +64,6 @@ INCEPTION_COLUMNS = [
 def heun_evaluations(steps: int) -> int:
     """Network evaluations of the Heun sampler: 2 per step, the last step onto t = 0 is Euler."""
     return 2 * steps - 1
-
-
-def timed(fn, device: str) -> float:
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - start
 
 
 def generation_row(module, args, px: int, batch: int, scratch: Path, peak: float | None) -> dict:
@@ -160,7 +151,8 @@ def main() -> None:
         if vae is None or not (Path(vae) / "config.json").is_file():
             vae = str(write_random_vae(scratch / "vae", args.vae_size))
             report.note(f"no VAE folder given: a random {args.vae_size} AutoencoderKL was made")
-        peak = peak_tflops(torch.cuda.get_device_name()) if args.device == "cuda" else None
+        found = device_peak(args.device)
+        peak = found.tflops if found else None
         module = build_module(args.model, args.train_px, "rpe2d", device=args.device, vae_path=vae)
         module.eval()
         gen_table = report.table(

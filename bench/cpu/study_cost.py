@@ -1,6 +1,6 @@
 """What ``make study`` costs on a CPU without native bf16, from a run on this one.
 
-    python bench/bench_study_cost.py [--timings runs/study_cpu/timings.json] [--repeats 3]
+    python -m bench.cpu.study_cost [--timings runs/study_cpu/timings.json] [--repeats 3]
 
 The study's unit costs, timed in two fresh single-thread processes side by side in one run:
 this machine as the study ran on it (precision ``auto``), and the same machine restricted to
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 CHILD = "--child"
+REPO = Path(__file__).resolve().parents[2]  # the child runs as a module from here
 AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 
 
@@ -31,8 +32,8 @@ def child(precision: str, repeats: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from bench_train_step import make_step
-
+    from bench.common.timing import interleaved_medians, median
+    from bench.cpu.train_step import make_step
     from lit_rpe.config import NetConfig, OptimConfig
     from lit_rpe.module import DiffusionModule
     from lit_rpe.posenc import InferenceRule
@@ -56,14 +57,9 @@ def child(precision: str, repeats: int) -> dict:
                           rule=InferenceRule("extrapolate"), steps=6, method="heun",
                           cfg_scale=2.0)  # fmt: skip
 
-    def cpu_median(fn, n):
-        fn()  # warm-up
-        times = []
-        for _ in range(n):
-            start = time.process_time()
-            fn()
-            times.append(time.process_time() - start)
-        return sorted(times)[len(times) // 2]
+    def cpu_median(fn, n):  # CPU seconds of this one-thread process, after one warm-up call
+        times = interleaved_medians({"fn": fn}, warmup=1, repeats=n, clock=time.process_time)
+        return median(times["fn"])
 
     return {
         "precision": resolved.name,
@@ -75,8 +71,8 @@ def child(precision: str, repeats: int) -> dict:
 def measure(env_extra: dict, precision: str, repeats: int) -> dict:
     env = {**os.environ, **env_extra, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
-        [sys.executable, __file__, CHILD, precision, str(repeats)],
-        env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "bench.cpu.study_cost", CHILD, precision, str(repeats)],
+        cwd=REPO, env=env, capture_output=True, text=True,
     )  # fmt: skip
     if out.returncode:
         raise RuntimeError(f"the {precision} measurement failed:\n{out.stderr[-2000:]}")
@@ -88,7 +84,7 @@ def main() -> None:
     parser.add_argument("--timings", default="runs/study_cpu/timings.json")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from bench_utils import machine_line
+    from bench.common.machine import machine_line
 
     print(machine_line())
     here = measure({}, "auto", args.repeats)

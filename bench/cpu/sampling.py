@@ -1,6 +1,6 @@
 """Sampling cost per step of every inference rule, relative to ``extrapolate``, at 2x and 4x.
 
-    python bench/bench_sampling.py [--model DiT-Ti/2] [--train-grid 16] [--scales 2 4]
+    python -m bench.cpu.sampling [--model DiT-Ti/2] [--train-grid 16] [--scales 2 4]
 
 One sampling step is one velocity evaluation plus the Euler update, through the sampler's own
 path: ``guided_velocity`` around the DiT with the rule and the rule's positions (computed once,
@@ -21,19 +21,17 @@ from __future__ import annotations
 import argparse
 
 import torch
-from bench_utils import (
+
+from bench.common.machine import add_precision_option, machine_line, resolve_bench_precision
+from bench.common.tables import markdown_table
+from bench.common.timing import (
     CLOCKS,
-    add_precision_option,
     add_timing_options,
     interleaved_medians,
-    machine_line,
-    markdown_table,
     median,
     pm,
-    resolve_bench_precision,
     set_threads,
 )
-
 from lit_rpe.flow import guided_velocity
 from lit_rpe.models import DiT
 from lit_rpe.posenc import INFERENCE_RULES, InferenceRule, encode_positions, rule_frequencies
