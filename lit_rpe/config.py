@@ -6,8 +6,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from jsonargparse.typing import register_type
 
-from lit_rpe.posenc import InferenceRule
+from lit_rpe.posenc.rules import InferenceRule, parse_rule
+
+# An ``InferenceRule`` in an experiment file or on the command line is a name or a mapping of
+# its fields, read by ``parse_rule`` when the arguments are parsed (so a wrong field fails then,
+# naming the valid ones) and written back in its shortest form by ``--print_config``.
+register_type(
+    InferenceRule, serializer=InferenceRule.spec, deserializer=parse_rule,
+    fail_already_registered=False,
+)  # fmt: skip
 
 DIT_ARGUMENTS = (
     "encoder",
@@ -58,31 +67,15 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """How the module samples (sample grids, ``lit-rpe sample``); rule None: the model default.
+    """How the module samples (sample grids, ``lit-rpe sample``).
 
-    rule: an inference rule name (``extrapolate``, ``rpe2d_even``, ``dype_ntk``, ``tasr``, ...)
-    with its add-ons (``InferenceRule``; tau_axes: ``per_axis`` or ``max``).
     guidance_interval: (t_lo, t_hi) where classifier-free guidance applies.
     """
 
-    rule: str | None = None
-    scaling: Literal["decoupled", "coupled"] = "decoupled"
-    attention_scale: Literal["none", "yarn", "proportional"] = "none"
-    timestep_shift: float | Literal["auto"] = 1.0
-    tau_axes: Literal["per_axis", "max"] = "per_axis"
     method: Literal["euler", "heun"] = "heun"
     steps: int = 50
     cfg_scale: float = 1.0
     guidance_interval: tuple[float, float] | None = None
-
-    def inference_rule(self, default: str) -> InferenceRule:
-        return InferenceRule(
-            self.rule or default,
-            scaling=self.scaling,
-            attention_scale=self.attention_scale,
-            timestep_shift=self.timestep_shift,
-            tau_axes=self.tau_axes,
-        )
 
 
 CONFIG_CLASSES = (NetConfig, OptimConfig, SamplingConfig)

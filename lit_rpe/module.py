@@ -23,7 +23,7 @@ from lit_rpe.flow.loss import FlowMatchingLoss, loss_per_t_bucket
 from lit_rpe.flow.samplers import sample_ode
 from lit_rpe.flow.validation import validation_losses
 from lit_rpe.models.dit import DiT
-from lit_rpe.posenc import InferenceRule
+from lit_rpe.posenc import InferenceRule, parse_rule
 from lit_rpe.precision import CHECKPOINT_KEY
 from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR, PIXEL_CHANNELS, as_height_width
 from lit_rpe.sampler import LazyVAE, Sampler, SamplerOptions, SamplingStart
@@ -42,7 +42,10 @@ class DiffusionModule(LightningModule, Sampler):
     (``AutoencoderKL`` layout); None trains in pixel space. num_classes: from the data set.
     ema_decay / ema_warmup: EMA of the weights (see ``ema_decay_at``). t_sampling: ``uniform`` or
     ``logit_normal`` (logit_mean, logit_std). loss_buckets: number of t-buckets the loss is
-    logged in. val_loss_t: times per validation image (``lit_rpe.flow.validation``).
+    logged in. rule: the inference rule of sampling and validation (``InferenceRule``: a name
+    or a mapping of its fields, ``parse_rule``); None: the network's default (``rpe2d_even``
+    for rpe2d positions, else ``extrapolate``). val_loss_t: times per validation image
+    (``lit_rpe.flow.validation``).
     nan_check_every_n_steps: check the loss for NaN/inf every n steps (0: never); each
     check is one host sync on a GPU. init_from: a checkpoint whose weights and EMA start this run
     (multi-stage training, e.g. a 256 px model continued at 512 px) with a fresh optimizer;
@@ -66,6 +69,7 @@ class DiffusionModule(LightningModule, Sampler):
         t_sampling: Literal["uniform", "logit_normal"] = "uniform",
         logit_mean: float = 0.0,
         logit_std: float = 1.0,
+        rule: InferenceRule | None = None,
         sampling: SamplingConfig = SamplingConfig(),
         seed: int = 0,
         loss_buckets: int = 10,
@@ -75,6 +79,9 @@ class DiffusionModule(LightningModule, Sampler):
     ):
         super().__init__()
         self.save_hyperparameters()
+        self.rule = None if rule is None else parse_rule(rule)
+        # The rule's YAML form: the checkpoint's hyper-parameters then load without the class.
+        self.hparams.rule = None if self.rule is None else self.rule.spec()
         # Typed copies: under LightningCLI, hparams hold the CLI's plain dicts instead.
         self.net_config = NetConfig(**net) if isinstance(net, dict) else net
         self.optim_config = OptimConfig(**optim) if isinstance(optim, dict) else optim
@@ -110,7 +117,7 @@ class DiffusionModule(LightningModule, Sampler):
         self.register_buffer("_bucket_count", torch.zeros(loss_buckets), persistent=False)
 
     def default_rule(self) -> InferenceRule:
-        return self.sampling_config.inference_rule(self.net.default_rule.name)
+        return self.rule or self.net.default_rule
 
     def setup(self, stage: str) -> None:
         # The EMA copy is in eval mode on purpose; Lightning would warn about it at fit start.

@@ -41,18 +41,17 @@ def test_wrong_config_key_is_refused(capsys):
     assert "encoderr" in capsys.readouterr().err
 
 
-def test_sampling_add_ons_parse_from_the_command_line(capsys):
+def test_rule_add_ons_parse_from_the_command_line(capsys):
     args = ["sample", "--config", str(EXPERIMENTS_DIR / "demo.yaml")]
     with pytest.raises(SystemExit) as exit_info:
-        main(
-            [*args, "--model.sampling.rule=tasr", "--model.sampling.tau_axes=max", "--print_config"]
-        )
+        main([*args, "--model.rule={name: tasr, tau_axes: max}", "--print_config"])
     assert exit_info.value.code in (0, None)
     out = capsys.readouterr().out
-    assert "rule: tasr" in out and "tau_axes: max" in out
+    assert "name: tasr" in out and "tau_axes: max" in out
     with pytest.raises(SystemExit) as exit_info:
-        main([*args, "--model.sampling.tau_axes=mean", "--print_config"])
-    assert exit_info.value.code != 0 and "tau_axes" in capsys.readouterr().err
+        main([*args, "--model.rule={name: yarn, tau_axes: mean}", "--print_config"])
+    assert exit_info.value.code != 0
+    assert "unknown tau_axes 'mean'; valid: per_axis, max" in capsys.readouterr().err
 
 
 def tiny_fit_args(run_dir: Path, probe: Path, max_steps: int, delay: float) -> list[str]:
@@ -196,8 +195,7 @@ def test_fit_resumes_by_itself_and_sample_writes_a_grid(tmp_path, photo_set):
     assert (tmp_path / "dype_ntk_32x32.png").is_file()
     done = sample(
         "--resolution=[16,32]",
-        "--rule=tasr",
-        "--model.sampling.tau_axes=max",
+        "--rule={name: tasr, tau_axes: max}",
         "--num_images=2",
         "--steps=2",
         f"--out_dir={tmp_path}",

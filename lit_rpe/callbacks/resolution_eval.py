@@ -19,10 +19,9 @@ from lit_rpe.eval.grid_spec import (
     ALL_METRICS,
     INCEPTION_METRICS,
     OFFLINE_METRICS,
-    RuleEntry,
     SamplerEntry,
-    parse_rule,
 )
+from lit_rpe.posenc import InferenceRule, parse_rule
 from lit_rpe.precision import PrecisionRequest, accelerator_device_type, resolve_precision
 from lit_rpe.resolution import as_height_width
 
@@ -35,7 +34,7 @@ class EvalCell:
     """One (resolution, rule) pair the callback scores; ``label`` is ``<H>x<W>/<rule label>``."""
 
     resolution: tuple[int, int]
-    rule: RuleEntry
+    rule: InferenceRule
 
     @property
     def label(self) -> str:
@@ -74,7 +73,7 @@ class ResolutionEvalCallback(Callback):
     def __init__(
         self,
         resolutions: list[int | tuple[int, int]],
-        rules: list[str | RuleEntry],
+        rules: list[InferenceRule],
         every_n_steps: int = 20000,
         num_images: int = 5120,
         metrics: list[str] | Literal["auto"] = "auto",
@@ -103,9 +102,7 @@ class ResolutionEvalCallback(Callback):
             )
         if not resolutions or not rules:
             raise ValueError("ResolutionEvalCallback needs at least one resolution and one rule")
-        entries = [
-            parse_rule(dataclasses.asdict(r) if isinstance(r, RuleEntry) else r) for r in rules
-        ]
+        entries = [parse_rule(r) for r in rules]
         self.cells = [
             EvalCell(as_height_width(res), entry) for res in resolutions for entry in entries
         ]  # resolution-major: a resolution's references serve all its rules in a row
@@ -202,7 +199,7 @@ class ResolutionEvalCallback(Callback):
         from lit_rpe.sampler import RuleNotApplicable
 
         try:
-            pl_module.check_resolution(cell.resolution, cell.rule.inference_rule())
+            pl_module.check_resolution(cell.resolution, cell.rule)
             pyramid_resolutions(*cell.resolution)  # SWD needs 16 px on the shorter side
         except RuleNotApplicable as err:
             raise RuleNotApplicable(f"ResolutionEvalCallback cell {cell.label}: {err}") from err
@@ -280,7 +277,7 @@ class ResolutionEvalCallback(Callback):
         try:
             for cell in self.cells:
                 started = time.perf_counter()
-                rule = cell.rule.inference_rule()
+                rule = cell.rule
                 images = generate_chunks(
                     pl_module,
                     num_images=self.num_images,

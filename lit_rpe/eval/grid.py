@@ -33,13 +33,13 @@ from lit_rpe.eval.grid_spec import (
     OFFLINE_METRICS,
     GridSpec,
     ModelEntry,
-    RuleEntry,
     load_grid,
 )
 from lit_rpe.eval.protocol import GENERATION_FIELDS, ProtocolCard, cell_card, changed_settings
 from lit_rpe.eval.references import reference_swd_descriptors
 from lit_rpe.eval.report import write_report
 from lit_rpe.image_io import save_image_grid
+from lit_rpe.posenc import InferenceRule
 from lit_rpe.precision import resolve_precision
 from lit_rpe.sampler import RuleNotApplicable, Sampler
 
@@ -85,13 +85,12 @@ def evaluate_cell(
     plan: MetricPlan,
     module: Sampler,
     entry: ModelEntry,
-    rule_entry: RuleEntry,
+    rule: InferenceRule,
     resolution: tuple[int, int],
     cell: Path,
 ) -> dict:
     """Generate and score one cell; returns its record (also written to metrics.json)."""
     rank, _ = rank_and_world()
-    rule = rule_entry.inference_rule()
     h, w = resolution
     started = time.time()
     generate_to_folder(
@@ -113,7 +112,7 @@ def evaluate_cell(
         "model": entry.name,
         "checkpoint": entry.checkpoint,
         "kind": entry.kind,
-        "rule": rule_entry.label,
+        "rule": rule.label,
         "height": h,
         "width": w,
         "train_resolution": "x".join(map(str, module.resolution)),
@@ -173,24 +172,23 @@ def run_grid(spec: GridSpec) -> Path:
     cells = []
     for entry in spec.models:
         module = load_model(entry, device)
-        for rule_entry in spec.rules_of(entry):
+        for rule in spec.rules_of(entry):
             for resolution in spec.resolutions:
-                rule = rule_entry.inference_rule()
                 reason = not_applicable(module, rule, resolution)
                 card = None
                 if reason is None:  # what this run would record, to check finished cells
                     card = cell_card(
                         settings, module, rule, resolution, inception_tag=plan.inception_tag
                     )
-                cells.append((entry, rule_entry, resolution, reason, card))
+                cells.append((entry, rule, resolution, reason, card))
         del module
     skipped = []
     current = None
-    for entry, rule_entry, resolution, reason, card in cells:
+    for entry, rule, resolution, reason, card in cells:
         h, w = resolution
-        cell = out / "cells" / entry.name / rule_entry.label / f"{h}x{w}"
+        cell = out / "cells" / entry.name / rule.label / f"{h}x{w}"
         if reason is not None:
-            skipped.append(f"{entry.name} / {rule_entry.label} at {h}x{w}: {reason}")
+            skipped.append(f"{entry.name} / {rule.label} at {h}x{w}: {reason}")
             continue
         if (cell / "metrics.json").is_file():
             done = json.loads((cell / "metrics.json").read_text())
@@ -205,8 +203,8 @@ def run_grid(spec: GridSpec) -> Path:
         if current is None or current[0] is not entry:
             current = (entry, load_model(entry, device))
         if rank == 0:
-            print(f"[eval-grid] {entry.name} / {rule_entry.label} / {h}x{w}", flush=True)
-        evaluate_cell(spec, settings, plan, current[1], entry, rule_entry, resolution, cell)
+            print(f"[eval-grid] {entry.name} / {rule.label} / {h}x{w}", flush=True)
+        evaluate_cell(spec, settings, plan, current[1], entry, rule, resolution, cell)
     if rank == 0:
         return write_report(spec, note=note, skipped=skipped)
     return out / "results.md"

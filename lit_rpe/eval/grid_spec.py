@@ -26,7 +26,7 @@ from typing import Literal
 
 import yaml
 
-from lit_rpe.posenc import INFERENCE_RULES, InferenceRule
+from lit_rpe.posenc import InferenceRule, parse_rule
 from lit_rpe.resolution import as_height_width
 
 OFFLINE_METRICS = ("val_loss", "swd")
@@ -54,40 +54,7 @@ class ModelEntry:
     checkpoint: str
     kind: Literal["lightning", "dit", "sit"] = "lightning"
     vae_path: str | None = None
-    rules: list | None = None
-
-
-@dataclass(frozen=True)
-class RuleEntry:
-    """An inference rule plus add-ons; ``label`` names the row of the results table."""
-
-    name: str
-    attention_scale: Literal["none", "yarn", "proportional"] = "none"
-    timestep_shift: float | Literal["auto"] = 1.0
-    scaling: Literal["decoupled", "coupled"] = "decoupled"
-    tau_axes: Literal["per_axis", "max"] = "per_axis"
-
-    @property
-    def label(self) -> str:
-        parts = [self.name]
-        if self.attention_scale != "none":
-            parts.append(f"attn_{self.attention_scale}")
-        if self.timestep_shift != 1.0:
-            parts.append(f"shift_{self.timestep_shift}")
-        if self.scaling != "decoupled":
-            parts.append(self.scaling)
-        if self.tau_axes != "per_axis":
-            parts.append(f"tau_{self.tau_axes}")
-        return "+".join(parts)
-
-    def inference_rule(self) -> InferenceRule:
-        return InferenceRule(
-            self.name,
-            scaling=self.scaling,
-            attention_scale=self.attention_scale,
-            timestep_shift=self.timestep_shift,
-            tau_axes=self.tau_axes,
-        )
+    rules: list[InferenceRule] | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +83,7 @@ class GridSpec:
     out_dir: str
     val_shards: str
     models: list[ModelEntry]
-    rules: list[RuleEntry]
+    rules: list[InferenceRule]
     resolutions: list[tuple[int, int]]
     num_samples: int = 64
     reference_images: int | None = None
@@ -138,19 +105,15 @@ class GridSpec:
     def num_reference(self) -> int:
         return self.reference_images or self.num_samples
 
-    def rules_of(self, model: ModelEntry) -> list[RuleEntry]:
-        return [parse_rule(r) for r in model.rules] if model.rules else self.rules
+    def rules_of(self, model: ModelEntry) -> list[InferenceRule]:
+        return model.rules or self.rules
 
 
-def parse_rule(value: str | dict) -> RuleEntry:
-    if isinstance(value, str):
-        entry = RuleEntry(value)
-    else:
-        entry = RuleEntry(**_checked(RuleEntry, value, "a rule"))
-    if entry.name not in INFERENCE_RULES:
-        raise ValueError(f"unknown rule {entry.name!r}; valid: {', '.join(INFERENCE_RULES)}")
-    entry.inference_rule()  # validates the add-ons
-    return entry
+def _rule(value, where: str) -> InferenceRule:
+    try:
+        return parse_rule(value)
+    except ValueError as err:
+        raise ValueError(f"{where}: rules: {err}") from err
 
 
 def load_grid(path: str | Path, *, check_files: bool = True) -> GridSpec:
@@ -162,12 +125,15 @@ def load_grid(path: str | Path, *, check_files: bool = True) -> GridSpec:
     for key in ("name", "out_dir", "val_shards", "models", "rules", "resolutions"):
         if key not in raw:
             raise ValueError(f"{path}: missing key {key!r}")
-    models = [ModelEntry(**_checked(ModelEntry, m, f"{path}: models")) for m in raw["models"]]
+    models = []
+    for m in raw["models"]:
+        m = _checked(ModelEntry, m, f"{path}: models")
+        if m.get("rules"):
+            m = {**m, "rules": [_rule(r, f"{path}: model {m.get('name')}") for r in m["rules"]]}
+        models.append(ModelEntry(**m))
     for m in models:
         if m.kind not in ("lightning", "dit", "sit"):
             raise ValueError(f"model {m.name}: unknown kind {m.kind!r}; valid: lightning, dit, sit")
-        for r in m.rules or []:
-            parse_rule(r)
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: model names must be unique, got {names}")
@@ -185,7 +151,7 @@ def load_grid(path: str | Path, *, check_files: bool = True) -> GridSpec:
             "models": models,
             "metrics": metrics,
             "sampler": sampler,
-            "rules": [parse_rule(r) for r in raw["rules"]],
+            "rules": [_rule(r, str(path)) for r in raw["rules"]],
             "resolutions": [as_height_width(r) for r in raw["resolutions"]],
         }
     )

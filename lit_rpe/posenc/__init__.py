@@ -44,6 +44,7 @@ from lit_rpe.posenc.rules import (
     InferenceRule,
     axis_scales,
     inference_positions,
+    parse_rule,
     rule_frequencies,
 )
 
@@ -72,6 +73,7 @@ __all__ = [
     "encode_positions",
     "grid_positions",
     "inference_positions",
+    "parse_rule",
     "ntk_theta",
     "rope_tables",
     "rotation_pair_index",

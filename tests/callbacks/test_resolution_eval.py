@@ -215,9 +215,9 @@ def test_fid_without_weights_fails_at_setup_naming_the_file(tmp_path, val_shards
 def test_unknown_metrics_and_rules_fail_when_configured(val_shards):
     with pytest.raises(ValueError, match=r"unknown metric\(s\) \['lpips'\]"):
         callback(val_shards, metrics=["fid", "lpips"])
-    with pytest.raises(ValueError, match="unknown rule 'ntk_aware'"):
+    with pytest.raises(ValueError, match="unknown inference rule 'ntk_aware'"):
         callback(val_shards, rules=["ntk_aware"])
-    with pytest.raises(ValueError, match="unknown key"):
+    with pytest.raises(ValueError, match=r"unknown rule field\(s\) \[.shift.\]"):
         callback(val_shards, rules=[{"name": "ntk", "shift": 2}])
 
 
@@ -254,7 +254,7 @@ def test_yaml_configures_cells_rules_with_add_ons_and_the_sampler():
         "32x64/rpe2d_even",
         "32x64/interpolate+attn_proportional",
     ]
-    assert cb.cells[1].rule.inference_rule().attention_scale == "proportional"
+    assert cb.cells[1].rule.attention_scale == "proportional"
     assert (cb.sampler.method, cb.sampler.steps, cb.sampler.cfg_scale) == ("heun", 10, None)
     assert cb.wanted == ["val_loss", "swd", "kid"]  # the offline metrics always
     config["eval"]["rules"] = [{"name": "ntk", "shift": 2}]

@@ -277,7 +277,7 @@ def test_validation_loss_does_not_depend_on_batch_size(setup):
     "change, message",
     [
         ({"rulez": ["ntk"]}, "unknown key(s) ['rulez']"),
-        ({"rules": ["ntk_aware"]}, "unknown rule 'ntk_aware'"),
+        ({"rules": ["ntk_aware"]}, "unknown inference rule 'ntk_aware'"),
         ({"metrics": ["fid", "lpips"]}, "unknown metric(s) ['lpips']"),
         ({"models": [{"name": "x", "checkpoint": "nope.ckpt"}]}, "checkpoint(s) not found"),
         ({"resolutions": [17]}, "does not divide the patch grid"),
