@@ -30,7 +30,7 @@ from bench_gpu import (
 )
 from gpu_check_results import StageReport, render_table
 
-from lit_rpe.flow import guided_velocity
+from lit_rpe.guidance import guided_velocity
 from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR
 
 COLUMNS = [

@@ -9,6 +9,7 @@ import torch
 from jsonargparse.typing import register_type
 
 from lit_rpe.posenc.rules import InferenceRule, parse_rule
+from lit_rpe.sampler_settings import SamplerSettings
 
 # An ``InferenceRule`` in an experiment file or on the command line is a name or a mapping of
 # its fields, read by ``parse_rule`` when the arguments are parsed (so a wrong field fails then,
@@ -65,20 +66,7 @@ class OptimConfig:
     warmup_steps: int = 0
 
 
-@dataclass(frozen=True)
-class SamplingConfig:
-    """How the module samples (sample grids, ``lit-rpe sample``).
-
-    guidance_interval: (t_lo, t_hi) where classifier-free guidance applies.
-    """
-
-    method: Literal["euler", "heun"] = "heun"
-    steps: int = 50
-    cfg_scale: float = 1.0
-    guidance_interval: tuple[float, float] | None = None
-
-
-CONFIG_CLASSES = (NetConfig, OptimConfig, SamplingConfig)
+CONFIG_CLASSES = (NetConfig, OptimConfig, SamplerSettings)
 
 
 def allow_config_classes() -> None:

@@ -17,16 +17,17 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 
-from lit_rpe.config import NetConfig, OptimConfig, SamplingConfig, allow_config_classes
-from lit_rpe.flow.guidance import guided_velocity
+from lit_rpe.config import NetConfig, OptimConfig, allow_config_classes
 from lit_rpe.flow.loss import FlowMatchingLoss, loss_per_t_bucket
 from lit_rpe.flow.samplers import sample_ode
 from lit_rpe.flow.validation import validation_losses
+from lit_rpe.guidance import guided_channel_count, guided_velocity
 from lit_rpe.models.dit import DiT
 from lit_rpe.posenc import InferenceRule, parse_rule
 from lit_rpe.precision import CHECKPOINT_KEY
 from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR, PIXEL_CHANNELS, as_height_width
-from lit_rpe.sampler import LazyVAE, Sampler, SamplerOptions, SamplingStart
+from lit_rpe.sampler import LazyVAE, Sampler, SamplingStart
+from lit_rpe.sampler_settings import FLOW_METHODS, FLOW_SAMPLING, SamplerSettings
 
 
 def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
@@ -70,7 +71,7 @@ class DiffusionModule(LightningModule, Sampler):
         logit_mean: float = 0.0,
         logit_std: float = 1.0,
         rule: InferenceRule | None = None,
-        sampling: SamplingConfig = SamplingConfig(),
+        sampling: SamplerSettings = SamplerSettings(),
         seed: int = 0,
         loss_buckets: int = 10,
         val_loss_t: int = 8,
@@ -85,9 +86,12 @@ class DiffusionModule(LightningModule, Sampler):
         # Typed copies: under LightningCLI, hparams hold the CLI's plain dicts instead.
         self.net_config = NetConfig(**net) if isinstance(net, dict) else net
         self.optim_config = OptimConfig(**optim) if isinstance(optim, dict) else optim
-        self.sampling_config = (
-            SamplingConfig(**sampling) if isinstance(sampling, dict) else sampling
-        )
+        self.sampling_config = SamplerSettings.of(sampling).over(FLOW_SAMPLING)
+        if self.sampling_config.method not in FLOW_METHODS:
+            raise ValueError(
+                f"sampling.method {self.sampling_config.method!r} does not integrate flow "
+                f"matching; valid: {', '.join(FLOW_METHODS)}"
+            )
         net = self.net_config
         self.resolution = as_height_width(resolution)
         self.latent_factor = LATENT_FACTOR if vae_path else 1
@@ -281,13 +285,14 @@ class DiffusionModule(LightningModule, Sampler):
 
     # ----------------------------------------------------------------------------- sampling
 
-    def integrate(self, start: SamplingStart, options: SamplerOptions) -> torch.Tensor:
+    def integrate(self, start: SamplingStart, options: SamplerSettings) -> torch.Tensor:
         """Flow matching: the guided velocity integrated from t = 1 to 0 (``sample_ode``)."""
         velocity = guided_velocity(
             start.net,
             start.labels,
             num_classes=start.net.num_classes,
             cfg_scale=options.cfg_scale,
+            guided_channels=guided_channel_count(options.cfg_channels),
             interval=options.guidance_interval,
             rule=start.rule,
             pos_h=start.pos_h,

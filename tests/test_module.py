@@ -9,10 +9,11 @@ from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
-from lit_rpe.config import NetConfig, OptimConfig, SamplingConfig
+from lit_rpe.config import NetConfig, OptimConfig
 from lit_rpe.eval.validation_loss import flow_validation_loss
 from lit_rpe.module import DiffusionModule, ema_decay_at
 from lit_rpe.posenc import InferenceRule
+from lit_rpe.sampler_settings import SamplerSettings
 
 RES = 16
 
@@ -65,7 +66,7 @@ def make_module(resolution=RES, num_classes=4, **kw):
         num_classes=num_classes,
         optim=OptimConfig(lr=1e-3, warmup_steps=2),
         ema_decay=0.99,
-        sampling=SamplingConfig(steps=3, method="euler"),
+        sampling=SamplerSettings(steps=3, method="euler"),
         **kw,
     )
 

@@ -19,11 +19,11 @@ from lit_rpe.eval.grid_spec import (
     ALL_METRICS,
     INCEPTION_METRICS,
     OFFLINE_METRICS,
-    SamplerEntry,
 )
 from lit_rpe.posenc import InferenceRule, parse_rule
 from lit_rpe.precision import PrecisionRequest, accelerator_device_type, resolve_precision
 from lit_rpe.resolution import as_height_width
+from lit_rpe.sampler_settings import SamplerSettings
 
 # What ``metrics: auto`` adds to the offline metrics when the Inception weights exist.
 AUTO_INCEPTION_METRICS = ("fid", "is")
@@ -77,7 +77,7 @@ class ResolutionEvalCallback(Callback):
         every_n_steps: int = 20000,
         num_images: int = 5120,
         metrics: list[str] | Literal["auto"] = "auto",
-        sampler: SamplerEntry = SamplerEntry(),  # noqa: B008 (frozen; jsonargparse's default)
+        sampler: SamplerSettings = SamplerSettings(),
         batch_size: int = 64,
         precision: PrecisionRequest = "auto",
         val_shards: str | list[str] | None = None,
@@ -114,7 +114,7 @@ class ResolutionEvalCallback(Callback):
         self.auto = metrics == "auto"
         self.every_n_steps = every_n_steps
         self.num_images = num_images
-        self.sampler = SamplerEntry(**sampler) if isinstance(sampler, dict) else sampler
+        self.sampler = SamplerSettings.of(sampler)
         self.batch_size = batch_size
         self.precision = precision
         self.val_shards = val_shards

@@ -24,7 +24,7 @@ import torch
 from lit_rpe.data.validation import validation_batches
 from lit_rpe.distributed import gather_in_index_order
 from lit_rpe.eval.generation import ImageChunk
-from lit_rpe.eval.grid_spec import INCEPTION_METRICS, GridSpec, SamplerEntry
+from lit_rpe.eval.grid_spec import INCEPTION_METRICS, GridSpec
 from lit_rpe.eval.references import (
     image_features,
     import_adm_reference,
@@ -46,6 +46,7 @@ from lit_rpe.posenc import InferenceRule
 from lit_rpe.precision import ResolvedPrecision
 from lit_rpe.resolution import as_height_width
 from lit_rpe.sampler import Sampler
+from lit_rpe.sampler_settings import SamplerSettings
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class CellSettings:
     precision: ResolvedPrecision
     batch_size: int = 32
     seed: int = 0
-    sampler: SamplerEntry = field(default_factory=SamplerEntry)
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
     val_loss_images: int = 64
     val_loss_t: int = 8
     num_classes: int | None = None
@@ -85,7 +86,7 @@ class CellSettings:
     @property
     def sample_kwargs(self) -> dict:
         """The sampler options that override the model's (``module.sample`` keywords)."""
-        return {k: v for k, v in vars(self.sampler).items() if v is not None}
+        return self.sampler.overrides()
 
     @classmethod
     def of_grid(cls, spec: GridSpec, precision: ResolvedPrecision) -> CellSettings:

@@ -28,6 +28,7 @@ import yaml
 
 from lit_rpe.posenc import InferenceRule, parse_rule
 from lit_rpe.resolution import as_height_width
+from lit_rpe.sampler_settings import SamplerSettings
 
 OFFLINE_METRICS = ("val_loss", "swd")
 INCEPTION_METRICS = ("fid", "sfid", "is", "kid", "precision_recall")
@@ -58,15 +59,6 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
-class SamplerEntry:
-    """Sampler of every cell; None keeps each model's own setting."""
-
-    method: str | None = None
-    steps: int | None = None
-    cfg_scale: float | None = None
-
-
-@dataclass(frozen=True)
 class GridSpec:
     """A whole grid. num_samples: generated images per cell (and reference images, unless
     ``reference_images``); val_loss_images / val_loss_t: the validation-loss protocol;
@@ -88,7 +80,7 @@ class GridSpec:
     num_samples: int = 64
     reference_images: int | None = None
     metrics: list[str] | Literal["auto"] = "auto"
-    sampler: SamplerEntry = field(default_factory=SamplerEntry)
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     batch_size: int = 32
     seed: int = 0
@@ -144,7 +136,10 @@ def load_grid(path: str | Path, *, check_files: bool = True) -> GridSpec:
             raise ValueError(f"unknown metric(s) {bad}; valid: auto, {', '.join(ALL_METRICS)}")
     if raw.get("precision", "auto") not in ("auto", "bf16", "fp32"):
         raise ValueError(f"{path}: unknown precision {raw['precision']!r}; valid: auto, bf16, fp32")
-    sampler = SamplerEntry(**_checked(SamplerEntry, raw.get("sampler") or {}, f"{path}: sampler"))
+    try:
+        sampler = SamplerSettings.of(raw.get("sampler"))
+    except ValueError as err:
+        raise ValueError(f"{path}: sampler: {err}") from err
     spec = GridSpec(
         **{
             **raw,

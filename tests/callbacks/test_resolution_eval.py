@@ -18,9 +18,10 @@ from test_eval_grid import write_val_shards
 from lit_rpe.callbacks import ResolutionEvalCallback
 from lit_rpe.callbacks.eval_history import read_history_csv
 from lit_rpe.eval.grid import run_grid
-from lit_rpe.eval.grid_spec import SamplerEntry, load_grid
+from lit_rpe.eval.grid_spec import load_grid
 from lit_rpe.precision import resolve_precision
 from lit_rpe.sampler import RuleNotApplicable
+from lit_rpe.sampler_settings import SamplerSettings
 
 CELLS = ["16x16/rpe2d_even", "16x16/ntk+shift_auto", "16x32/rpe2d_even", "16x32/ntk+shift_auto"]
 
@@ -109,7 +110,7 @@ def test_scores_equal_the_eval_grid_on_the_same_weights(tmp_path, val_shards, in
         num_images=12,
         metrics=metrics,
         fid_method="eigh",
-        sampler=SamplerEntry(steps=3),
+        sampler=SamplerSettings(steps=3),
         **extra,
     )
     fit(tmp_path / "run", cb, steps=2, checkpoint_every=2)

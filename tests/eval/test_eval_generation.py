@@ -7,10 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from lit_rpe.config import NetConfig, SamplingConfig
+from lit_rpe.config import NetConfig
 from lit_rpe.eval.generation import chunks_of_rank, folder_to_npz, generate_to_folder
 from lit_rpe.module import DiffusionModule
 from lit_rpe.posenc import InferenceRule
+from lit_rpe.sampler_settings import SamplerSettings
 
 NUM, BATCH, RES = 10, 4, 24
 
@@ -21,7 +22,7 @@ def tiny_module() -> DiffusionModule:
         net=NetConfig(name="DiT-N/2", encoder="rope", train_positions="rpe2d"),
         resolution=16,
         num_classes=3,
-        sampling=SamplingConfig(steps=3, method="heun"),
+        sampling=SamplerSettings(steps=3, method="heun"),
     )
     with torch.no_grad():  # leave the all-zero adaLN start so images depend on the weights
         for p in module.ema.parameters():

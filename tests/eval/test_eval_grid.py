@@ -20,7 +20,7 @@ from PIL import Image
 
 import lit_rpe.eval.grid as grid_module
 from lit_rpe import precision
-from lit_rpe.config import NetConfig, SamplingConfig
+from lit_rpe.config import NetConfig
 from lit_rpe.data.validation import validation_batches
 from lit_rpe.eval.grid import run_grid
 from lit_rpe.eval.grid_spec import load_grid
@@ -30,6 +30,7 @@ from lit_rpe.eval.validation_loss import flow_validation_loss
 from lit_rpe.module import DiffusionModule
 from lit_rpe.posenc import InferenceRule
 from lit_rpe.provenance import file_sha256, suite_commit
+from lit_rpe.sampler_settings import SamplerSettings
 
 NUM_CLASSES = 3
 
@@ -40,7 +41,7 @@ def tiny_module() -> DiffusionModule:
         net=NetConfig(name="DiT-N/2", encoder="rope", train_positions="rpe2d"),
         resolution=16,
         num_classes=NUM_CLASSES,
-        sampling=SamplingConfig(steps=2, method="euler"),
+        sampling=SamplerSettings(steps=2, method="euler"),
     )
     with torch.no_grad():  # leave the all-zero adaLN start so outputs depend on the weights
         for p in module.ema.parameters():
