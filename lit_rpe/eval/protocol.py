@@ -226,14 +226,14 @@ def cell_reference(
     """The reference of a cell: the ADM batch named for its resolution, else the validation
     shards (their cached Inception statistics when Inception metrics run)."""
     h, w = resolution
-    adm = (settings.adm_references or {}).get(f"{h}x{w}")
+    adm = (settings.eval.adm_references or {}).get(f"{h}x{w}")
     if inception_tag is not None and adm:
         return adm_reference(adm)
-    cache = settings.reference_cache if inception_tag is not None else None
+    cache = settings.eval.reference_cache if inception_tag is not None else None
     return computed_reference(
         settings.val_shards,
         resolution,
-        settings.num_reference,
+        settings.eval.references,
         cache_dir=cache,
         weights_tag=inception_tag,
     )
@@ -254,10 +254,10 @@ def cell_card(
         module,
         rule=rule,
         resolution=resolution,
-        options=module.sampler_options(**settings.sampler.overrides()),
+        options=module.sampler_options(**settings.sample_kwargs),
         precision=settings.precision.name,
-        num_samples=settings.num_samples,
-        seed=settings.seed,
+        num_samples=settings.eval.num_images,
+        seed=settings.eval.seed,
         reference=cell_reference(settings, resolution, inception_tag),
         inception_tag=inception_tag,
     )

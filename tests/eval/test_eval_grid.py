@@ -86,7 +86,7 @@ def setup(tmp_path, monkeypatch):
         "models": [{"name": "tiny", "checkpoint": str(ckpt)}],
         "rules": ["rpe2d_even", {"name": "ntk", "timestep_shift": "auto"}],
         "resolutions": [16, 24, [16, 32]],
-        "num_samples": 8,
+        "num_images": 8,
         "batch_size": 4,
         "val_loss_images": 8,
         "val_loss_t": 2,
@@ -150,7 +150,7 @@ def test_grid_writes_table_csv_plot_and_grids_then_skips_finished_cells(setup, m
     with (out / "results.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 12
     calls.clear()  # a cell scored with other settings is not "finished" for this grid
-    run_grid(load_grid(rewrite(path, spec, num_samples=6, rules=["rpe2d_even"], resolutions=[16])))
+    run_grid(load_grid(rewrite(path, spec, num_images=6, rules=["rpe2d_even"], resolutions=[16])))
     assert [c["resolution"] for c in calls] == [(16, 16)]
 
 
