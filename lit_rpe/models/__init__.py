@@ -25,7 +25,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "SDVAE": "vae",
         "TimestepEmbedder": "embeddings",
         "build_official_net": "official",
-        "model_names": "sizes",
         "parse_model_name": "sizes",
         "sinusoidal_embedding": "embeddings",
     },
