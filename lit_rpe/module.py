@@ -117,15 +117,32 @@ class DiffusionModule(LightningModule, Sampler):
         )
         self.check_resolution(self.resolution)
         self.vae = LazyVAE(vae_path)  # loaded on first use, never in checkpoints
+        # One image at the training size: the model summary counts the FLOPs of its forward.
+        latent = tuple(r // self.latent_factor for r in self.resolution)
+        self.example_input_array = (
+            torch.zeros(1, self.channels, *latent),
+            torch.full((1,), 0.5),
+            torch.zeros(1, dtype=torch.long),
+        )
         self.register_buffer("_bucket_sum", torch.zeros(loss_buckets), persistent=False)
         self.register_buffer("_bucket_count", torch.zeros(loss_buckets), persistent=False)
 
     def default_rule(self) -> InferenceRule:
         return self.rule or self.net.default_rule
 
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training network's velocity (B, C, h, w) for inputs x (B, C, h, w), times t (B,)
+        and labels y (B,), at this model's default positions."""
+        return self.net(x, t, y)
+
     def setup(self, stage: str) -> None:
         # The EMA copy is in eval mode on purpose; Lightning would warn about it at fit start.
         warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+        # Not ours to fix: Lightning's CombinedLoader builds torch's LeafSpec, which torch 2.13
+        # deprecates (a FutureWarning from lightning.pytorch.utilities._pytree, twice a run).
+        warnings.filterwarnings(
+            "ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning
+        )
         # Lightning reads a resumed run's own checkpoint after setup (so a resume wins over
         # init_from); its hyper-parameters hold the config classes.
         allow_config_classes()
