@@ -19,6 +19,8 @@ FLOW_METHODS = ("euler", "heun")  # ODE samplers: the suite's flow matching and 
 DDPM_METHODS = ("ddpm", "ddim")  # DiT files' DDPM chain
 SAMPLER_METHODS = FLOW_METHODS + DDPM_METHODS
 CFG_CHANNELS = ("all", "dit")
+# The rule fields that sampling settings held before the rule schema (now model.rule).
+RULE_KEYS = ("rule", "scaling", "attention_scale", "timestep_shift", "tau_axes")
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,12 @@ class SamplerSettings:
         with an unknown field named with the valid ones; None: all unset."""
         if value is None or isinstance(value, SamplerSettings):
             return value or cls()
+        moved = sorted(set(value) & set(RULE_KEYS))
+        if moved:  # a config (or a checkpoint's hyper-parameters) from before the rule schema
+            raise ValueError(
+                f"sampling.{', sampling.'.join(moved)} moved to model.rule, an InferenceRule: "
+                "a name or a mapping such as {name: yarn, tau_axes: max}"
+            )
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(value) - set(names))
         if unknown:

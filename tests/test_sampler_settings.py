@@ -33,6 +33,10 @@ def test_yaml_mappings_are_checked_field_by_field():
         ({"cfg_channels": "first3"}, "unknown cfg_channels 'first3'; valid: all, dit"),
         ({"guidance_interval": [0.9, 0.1]}, "t_lo <= t_hi"),
         ({"ddim_eta": -1.0}, "ddim_eta must be >= 0"),
+        (
+            {"rule": "ntk", "tau_axes": "max"},
+            "sampling.rule, sampling.tau_axes moved to model.rule",
+        ),
     ],
 )
 def test_wrong_settings_name_the_field_and_the_valid_values(value, message):
