@@ -98,7 +98,7 @@ class ResolutionEvalCallback(Callback):
         except (FileNotFoundError, ValueError) as err:
             raise FileNotFoundError(f"ResolutionEvalCallback: val_shards not found: {err}") from err
         available = sum(shard_sample_counts(paths))
-        needed = max(self.settings.references, self.settings.val_loss_images)
+        needed = max(self.settings.reference_count, self.settings.val_loss_images)
         if available < needed:
             raise ValueError(
                 f"ResolutionEvalCallback: {shards} holds {available} validation images, fewer "
@@ -106,7 +106,7 @@ class ResolutionEvalCallback(Callback):
             )
         world = trainer.world_size
         for name, count in (
-            ("num_reference", self.settings.references),
+            ("num_reference", self.settings.reference_count),
             ("val_loss_images", self.settings.val_loss_images),
         ):
             if count % world:

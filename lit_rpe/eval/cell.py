@@ -189,7 +189,7 @@ def inception_metrics(
             plan.inception,
             _shards(settings),
             resolution,
-            settings.eval.references,
+            settings.eval.reference_count,
             cache_dir=settings.eval.reference_cache,
             weights_tag=plan.weights_tag,
             num_classes=settings.num_classes,
@@ -236,7 +236,7 @@ def score_cell(
         real = reference_swd_descriptors(
             _shards(settings),
             resolution,
-            settings.eval.references,
+            settings.eval.reference_count,
             seed=settings.eval.seed,
             batch_size=settings.eval.batch_size,
             num_classes=settings.num_classes,

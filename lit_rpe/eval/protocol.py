@@ -233,7 +233,7 @@ def cell_reference(
     return computed_reference(
         settings.val_shards,
         resolution,
-        settings.eval.references,
+        settings.eval.reference_count,
         cache_dir=cache,
         weights_tag=inception_tag,
     )

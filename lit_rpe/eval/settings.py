@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from lit_rpe.posenc import InferenceRule, parse_rule
-from lit_rpe.precision import PRECISION_REQUESTS
 from lit_rpe.resolution import as_height_width
 from lit_rpe.sampler_settings import SamplerSettings
 
@@ -103,6 +102,8 @@ class EvalSettings:
                 f"need val_loss_images >= 1 and val_loss_t >= 1, got {self.val_loss_images} "
                 f"and {self.val_loss_t}"
             )
+        from lit_rpe.precision import PRECISION_REQUESTS  # Lightning: not when merely imported
+
         if self.precision not in PRECISION_REQUESTS:
             raise ValueError(
                 f"unknown precision {self.precision!r}; valid: {', '.join(PRECISION_REQUESTS)}"
@@ -142,7 +143,7 @@ class EvalSettings:
             raise ValueError(f"{where}: {err}") from err
 
     @property
-    def references(self) -> int:
+    def reference_count(self) -> int:
         """Reference images per resolution."""
         return self.num_reference or self.num_images
 

@@ -73,5 +73,5 @@ def test_wrong_settings_fail_when_read_naming_the_field(changes, message):
 
 
 def test_the_references_default_to_the_generated_images():
-    assert settings(num_images=12).references == 12
-    assert settings(num_images=12, num_reference=40).references == 40
+    assert settings(num_images=12).reference_count == 12
+    assert settings(num_images=12, num_reference=40).reference_count == 40
