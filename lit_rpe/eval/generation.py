@@ -159,4 +159,3 @@ def read_images(folder: str | Path, indices) -> np.ndarray:
     return np.stack(
         [np.asarray(Image.open(folder / f"{i:06d}.png").convert("RGB")) for i in indices]
     )
-

@@ -265,4 +265,3 @@ def fid_result_from_statistics(
         eps=eps,
         method=method,
     )
-
