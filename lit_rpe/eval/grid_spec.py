@@ -21,6 +21,7 @@ typo fails before the first image is generated.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -108,7 +109,7 @@ def load_grid(path: str | Path, *, check_files: bool = True) -> GridSpec:
 
 def _model_entry(value, path: Path) -> ModelEntry:
     """One ``models`` item; unknown keys and wrong values name the model and the valid keys."""
-    names = list(ModelEntry.__dataclass_fields__)
+    names = [f.name for f in dataclasses.fields(ModelEntry)]
     if not isinstance(value, dict):
         raise ValueError(f"{path}: models: each model is a mapping of {', '.join(names)}")
     unknown = sorted(set(value) - set(names))
