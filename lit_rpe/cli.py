@@ -4,18 +4,17 @@
     lit-rpe sample --config experiments/demo.yaml --resolution 64 --rule rpe2d_even
     lit-rpe sample --config experiments/official_dit_xl2_256.yaml --official dit \
         --ckpt_path pretrained/DiT-XL-2-256x256.pt --resolution 512 --rule dype_yarn
-    lit-rpe sample --config experiments/rope_256.yaml --resolution [256,512] --rule yarn \
-        --model.sampling.tau_axes=max --model.sampling.timestep_shift=auto
+    lit-rpe sample --config experiments/rope_256.yaml --resolution [256,512] \
+        --rule "{name: yarn, tau_axes: max, timestep_shift: auto}"
 
-A rule's add-ons (attention scale, timestep shift, per-axis or single tau, scaling) come from
-``--model.sampling.*`` (``SamplingConfig``).
+A rule (``--rule``, ``--model.rule``) is a name or a mapping of ``InferenceRule`` fields, add-ons
+included (``{name: dype_ntk, lambda_s: 1.5}``), checked when the arguments are parsed.
 
 ``fit`` resumes from ``<run dir>/checkpoints/last.ckpt`` by itself when that file exists.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lit_rpe.experiments import expand_config_args
 from lit_rpe.module import DiffusionModule
-from lit_rpe.posenc import INFERENCE_RULES
+from lit_rpe.posenc import InferenceRule, parse_rule
 from lit_rpe.precision import PrecisionRequest, accelerator_device_type, resolve_precision
 from lit_rpe.sampler import seeds_and_labels
 
@@ -78,7 +77,7 @@ class LitRPETrainer(Trainer):
         datamodule=None,
         ckpt_path: str | None = None,
         resolution: int | tuple[int, int] | None = None,
-        rule: str | None = None,
+        rule: InferenceRule | None = None,
         num_images: int = 16,
         steps: int | None = None,
         method: str | None = None,
@@ -93,19 +92,17 @@ class LitRPETrainer(Trainer):
         """Sample a trained model at any resolution with any inference rule; writes a PNG grid.
 
         ckpt_path: default ``<run dir>/checkpoints/last.ckpt``. resolution: pixels, int or
-        (H, W); default the training resolution. rule: an inference rule name; default the
-        experiment's sampling rule. method: ``euler``/``heun`` (flow; SiT files), ``ddpm``/``ddim``
-        (DiT files). Image i uses seed ``seed + i`` and label ``i % classes``.
+        (H, W); default the training resolution. rule: an inference rule, a name or a mapping
+        of its fields (``parse_rule``); default the experiment's ``model.rule``. method:
+        ``euler``/``heun``/``dopri5`` (flow; SiT files; ``sde`` too), ``ddpm``/``ddim`` (DiT and
+        FiTv1 files). Image i uses seed ``seed + i`` and label ``i % classes``.
         official: ``dit``, ``sit`` or ``fit``: ckpt_path is an official DiT/SiT/FiT file
         (``load_official``), sampled with its own objective; vae_path: its SD-VAE folder
         (default model.vae_path); official_options: loader options, e.g. a FiT file's
         ``{context_size: 1024}`` (HR fine-tunes), ``ori_max_pe_len``, ``num_heads``.
-        Returns the grid's path: ``<out_dir or run dir/samples>/<rule>_<H>x<W>.png``.
+        Returns the grid's path: ``<out_dir or run dir/samples>/<rule label>_<H>x<W>.png``.
         """
-        if rule is not None and rule not in INFERENCE_RULES:
-            raise ValueError(f"unknown rule {rule!r}; valid: {', '.join(INFERENCE_RULES)}")
-        base = model.default_rule()
-        inference_rule = dataclasses.replace(base, name=rule) if rule else base
+        inference_rule = model.default_rule() if rule is None else parse_rule(rule)
         if official is not None:
             from lit_rpe.official import load_official
 
@@ -148,9 +145,9 @@ class LitRPETrainer(Trainer):
 
         h, w = images.shape[-2:]
         folder = Path(out_dir) if out_dir else Path(self.default_root_dir) / "samples"
-        out = save_image_grid(images, folder / f"{inference_rule.name}_{h}x{w}.png")
+        out = save_image_grid(images, folder / f"{inference_rule.label}_{h}x{w}.png")
         rank_zero_info(
-            f"{num_images} samples of {path} at {h}x{w} ({inference_rule.name}, "
+            f"{num_images} samples of {path} at {h}x{w} ({inference_rule.label}, "
             f"{self.resolved_precision.name}): {out}"
         )
         return out

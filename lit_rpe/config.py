@@ -6,8 +6,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from jsonargparse.typing import register_type
 
-from lit_rpe.posenc import InferenceRule
+from lit_rpe.posenc.rules import InferenceRule, parse_rule
+from lit_rpe.sampler_settings import SamplerSettings
+
+# An ``InferenceRule`` in an experiment file or on the command line is a name or a mapping of
+# its fields, read by ``parse_rule`` when the arguments are parsed (so a wrong field fails then,
+# naming the valid ones) and written back in its shortest form by ``--print_config``.
+register_type(
+    InferenceRule, serializer=InferenceRule.spec, deserializer=parse_rule,
+    fail_already_registered=False,
+)  # fmt: skip
 
 DIT_ARGUMENTS = (
     "encoder",
@@ -56,37 +66,7 @@ class OptimConfig:
     warmup_steps: int = 0
 
 
-@dataclass(frozen=True)
-class SamplingConfig:
-    """How the module samples (sample grids, ``lit-rpe sample``); rule None: the model default.
-
-    rule: an inference rule name (``extrapolate``, ``rpe2d_even``, ``dype_ntk``, ``tasr``, ...)
-    with its add-ons (``InferenceRule``; tau_axes: ``per_axis``, ``max`` or ``none``).
-    method: ``euler``, ``heun`` or ``dopri5`` (adaptive; ``steps`` are its output times).
-    guidance_interval: (t_lo, t_hi) where classifier-free guidance applies.
-    """
-
-    rule: str | None = None
-    scaling: Literal["decoupled", "coupled"] = "decoupled"
-    attention_scale: Literal["none", "yarn", "proportional", "fit_pro1", "fit_pro2"] = "none"
-    timestep_shift: float | Literal["auto"] = 1.0
-    tau_axes: Literal["per_axis", "max", "none"] = "per_axis"
-    method: Literal["euler", "heun", "dopri5"] = "heun"
-    steps: int = 50
-    cfg_scale: float = 1.0
-    guidance_interval: tuple[float, float] | None = None
-
-    def inference_rule(self, default: str) -> InferenceRule:
-        return InferenceRule(
-            self.rule or default,
-            scaling=self.scaling,
-            attention_scale=self.attention_scale,
-            timestep_shift=self.timestep_shift,
-            tau_axes=self.tau_axes,
-        )
-
-
-CONFIG_CLASSES = (NetConfig, OptimConfig, SamplingConfig)
+CONFIG_CLASSES = (NetConfig, OptimConfig, SamplerSettings)
 
 
 def allow_config_classes() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from lit_rpe.callbacks.eval_history import markdown_tables, read_history_csv
 from lit_rpe.cli import main as cli_main
 from lit_rpe.experiments import compose
+from lit_rpe.posenc import parse_rule
 from lit_rpe.precision import accelerator_device_type, resolve_precision, trained_precision
 
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> Path:
     opts = parser.parse_args(argv)
     config = compose(opts.config)
     run_dir = Path(str(config.trainer.default_root_dir))
-    rule = config.model.sampling.rule
+    rule = parse_rule(config.model.get("rule") or "extrapolate").name
     grids = []
     for res in opts.resolutions:
         cli_main(["sample", "--config", opts.config, f"--resolution={res}"])

@@ -4,7 +4,11 @@ A guided output is ``uncond + s (cond - uncond)`` on the first ``guided_channels
 channels and the conditional output on the others. ``None`` guides every channel (the suite's
 flow matching, docs/DESIGN.md 6). The official DiT and SiT repositories guide only the first
 3 of the 4 latent channels in their ``forward_with_cfg``; the 4th latent channel and DiT's
-variance channels come from the conditional pass (``OFFICIAL_GUIDED_CHANNELS``).
+variance channels come from the conditional pass (``OFFICIAL_GUIDED_CHANNELS``; the sampler
+setting ``cfg_channels: dit``, ``guided_channel_count``).
+
+``guided_denoiser`` serves every objective; ``guided_velocity`` is it as the velocity field
+``v(x, t)`` of the ODE samplers, for networks whose time is the suite's t.
 """
 
 from __future__ import annotations
@@ -15,7 +19,16 @@ from collections.abc import Callable
 import torch
 
 Denoiser = Callable[[torch.Tensor, float, float], torch.Tensor]
+Velocity = Callable[[torch.Tensor, float], torch.Tensor]
 OFFICIAL_GUIDED_CHANNELS = 3
+
+
+def guided_channel_count(cfg_channels: str) -> int | None:
+    """The ``guided_channels`` of a ``cfg_channels`` sampler setting: ``dit`` ->
+    ``OFFICIAL_GUIDED_CHANNELS``, ``all`` -> None (every channel)."""
+    if cfg_channels not in ("all", "dit"):
+        raise ValueError(f"unknown cfg_channels {cfg_channels!r}; valid: all, dit")
+    return OFFICIAL_GUIDED_CHANNELS if cfg_channels == "dit" else None
 
 
 def combine_guided(
@@ -93,3 +106,33 @@ def guided_denoiser(
         return combine_guided(cond, uncond, cfg_scale, guided_channels)
 
     return denoise
+
+
+def guided_velocity(
+    model: Callable[..., torch.Tensor],
+    y: torch.Tensor,
+    *,
+    num_classes: int,
+    cfg_scale: float = 1.0,
+    guided_channels: int | None = None,
+    interval: tuple[float, float] | None = None,
+    **model_kwargs,
+) -> Velocity:
+    """``velocity(x, t)``: ``guided_denoiser`` with the network seeing the step's t itself (a
+    flow-matching network's time is the suite's t). model: called as
+    ``model(x, t_vec, y, rule_t=t, **model_kwargs)``; the other arguments are
+    ``guided_denoiser``'s."""
+    denoise = guided_denoiser(
+        model,
+        y,
+        num_classes=num_classes,
+        cfg_scale=cfg_scale,
+        guided_channels=guided_channels,
+        interval=interval,
+        **model_kwargs,
+    )
+
+    def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
+        return denoise(x, t, t)
+
+    return velocity

@@ -19,16 +19,17 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 
-from lit_rpe.config import NetConfig, OptimConfig, SamplingConfig, allow_config_classes
-from lit_rpe.flow.guidance import guided_velocity
+from lit_rpe.config import NetConfig, OptimConfig, allow_config_classes
 from lit_rpe.flow.loss import FlowMatchingLoss, loss_per_t_bucket
 from lit_rpe.flow.samplers import sample_ode
 from lit_rpe.flow.validation import validation_losses
+from lit_rpe.guidance import guided_channel_count, guided_velocity
 from lit_rpe.models.dit import DiT
-from lit_rpe.posenc import InferenceRule
+from lit_rpe.posenc import InferenceRule, parse_rule
 from lit_rpe.precision import CHECKPOINT_KEY
 from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR, PIXEL_CHANNELS, as_height_width
-from lit_rpe.sampler import LazyVAE, Sampler, SamplerOptions, SamplingStart
+from lit_rpe.sampler import LazyVAE, Sampler, SamplingStart
+from lit_rpe.sampler_settings import FLOW_METHODS, FLOW_SAMPLING, SamplerSettings
 
 
 def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
@@ -43,8 +44,11 @@ class DiffusionModule(LightningModule, Sampler):
     resolution: training resolution in pixels, int or (H, W). vae_path: local folder of an SD-VAE
     (``AutoencoderKL`` layout); None trains in pixel space. num_classes: from the data set.
     ema_decay / ema_warmup: EMA of the weights (see ``ema_decay_at``). t_sampling: ``uniform`` or
-    ``logit_normal`` (logit_mean, logit_std). loss_buckets: number of t-buckets the loss is logged
-    in. val_loss_t: times per validation image (``lit_rpe.flow.validation``).
+    ``logit_normal`` (logit_mean, logit_std). loss_buckets: number of t-buckets the loss is
+    logged in. rule: the inference rule of sampling and validation (``InferenceRule``: a name
+    or a mapping of its fields, ``parse_rule``); None: the network's default (``rpe2d_even``
+    for rpe2d positions, else ``extrapolate``). val_loss_t: times per validation image
+    (``lit_rpe.flow.validation``).
     nan_check_every_n_steps: check the loss for NaN/inf every n steps (0: never), before the
     optimizer step; each check is one host sync on a GPU (after the backward is queued). init_from:
     a checkpoint whose weights and EMA start this run (multi-stage training, e.g. a 256 px model
@@ -69,7 +73,8 @@ class DiffusionModule(LightningModule, Sampler):
         t_sampling: Literal["uniform", "logit_normal"] = "uniform",
         logit_mean: float = 0.0,
         logit_std: float = 1.0,
-        sampling: SamplingConfig = SamplingConfig(),
+        rule: InferenceRule | None = None,
+        sampling: SamplerSettings = SamplerSettings(),
         seed: int = 0,
         loss_buckets: int = 10,
         val_loss_t: int = 8,
@@ -78,12 +83,18 @@ class DiffusionModule(LightningModule, Sampler):
     ):
         super().__init__()
         self.save_hyperparameters()
+        self.rule = None if rule is None else parse_rule(rule)
+        # The rule's YAML form: the checkpoint's hyper-parameters then load without the class.
+        self.hparams.rule = None if self.rule is None else self.rule.spec()
         # Typed copies: under LightningCLI, hparams hold the CLI's plain dicts instead.
         self.net_config = NetConfig(**net) if isinstance(net, dict) else net
         self.optim_config = OptimConfig(**optim) if isinstance(optim, dict) else optim
-        self.sampling_config = (
-            SamplingConfig(**sampling) if isinstance(sampling, dict) else sampling
-        )
+        self.sampling_config = SamplerSettings.of(sampling).over(FLOW_SAMPLING)
+        if self.sampling_config.method not in FLOW_METHODS:
+            raise ValueError(
+                f"sampling.method {self.sampling_config.method!r} does not integrate flow "
+                f"matching; valid: {', '.join(FLOW_METHODS)}"
+            )
         net = self.net_config
         self.resolution = as_height_width(resolution)
         self.latent_factor = LATENT_FACTOR if vae_path else 1
@@ -109,6 +120,13 @@ class DiffusionModule(LightningModule, Sampler):
         )
         self.check_resolution(self.resolution)
         self.vae = LazyVAE(vae_path)  # loaded on first use, never in checkpoints
+        # One image at the training size: the model summary counts the FLOPs of its forward.
+        latent = tuple(r // self.latent_factor for r in self.resolution)
+        self.example_input_array = (
+            torch.zeros(1, self.channels, *latent),
+            torch.full((1,), 0.5),
+            torch.zeros(1, dtype=torch.long),
+        )
         self.register_buffer("_bucket_sum", torch.zeros(loss_buckets), persistent=False)
         self.register_buffer("_bucket_count", torch.zeros(loss_buckets), persistent=False)
         # the step's loss and whether its micro-batches' losses were finite, read by the NaN
@@ -117,11 +135,21 @@ class DiffusionModule(LightningModule, Sampler):
         self._finite: torch.Tensor | None = None
 
     def default_rule(self) -> InferenceRule:
-        return self.sampling_config.inference_rule(self.net.default_rule.name)
+        return self.rule or self.net.default_rule
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training network's velocity (B, C, h, w) for inputs x (B, C, h, w), times t (B,)
+        and labels y (B,), at this model's default positions."""
+        return self.net(x, t, y)
 
     def setup(self, stage: str) -> None:
         # The EMA copy is in eval mode on purpose; Lightning would warn about it at fit start.
         warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+        # Not ours to fix: Lightning's CombinedLoader builds torch's LeafSpec, which torch 2.13
+        # deprecates (a FutureWarning from lightning.pytorch.utilities._pytree, twice a run).
+        warnings.filterwarnings(
+            "ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning
+        )
         # Lightning reads a resumed run's own checkpoint after setup (so a resume wins over
         # init_from); its hyper-parameters hold the config classes.
         allow_config_classes()
@@ -312,13 +340,14 @@ class DiffusionModule(LightningModule, Sampler):
 
     # ----------------------------------------------------------------------------- sampling
 
-    def integrate(self, start: SamplingStart, options: SamplerOptions) -> torch.Tensor:
+    def integrate(self, start: SamplingStart, options: SamplerSettings) -> torch.Tensor:
         """Flow matching: the guided velocity integrated from t = 1 to 0 (``sample_ode``)."""
         velocity = guided_velocity(
             start.net,
             start.labels,
             num_classes=start.net.num_classes,
             cfg_scale=options.cfg_scale,
+            guided_channels=guided_channel_count(options.cfg_channels),
             interval=options.guidance_interval,
             rule=start.rule,
             pos_h=start.pos_h,

@@ -17,10 +17,7 @@ loss does not apply to these objectives (``supports_validation_loss`` is False).
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
@@ -28,7 +25,7 @@ from torch import nn
 from lit_rpe.ddpm.samplers import ddim_sample, ddpm_sample, noise_generators, step_noise
 from lit_rpe.ddpm.schedule import TRAIN_STEPS, DDPMSchedule
 from lit_rpe.flow.samplers import sample_ode
-from lit_rpe.guidance import OFFICIAL_GUIDED_CHANNELS, guided_denoiser
+from lit_rpe.guidance import guided_channel_count, guided_denoiser
 from lit_rpe.models.dit import DiT
 from lit_rpe.models.official import build_official_net, check_kind
 from lit_rpe.posenc import InferenceRule
@@ -37,43 +34,17 @@ from lit_rpe.sampler import (
     LazyVAE,
     RuleNotApplicable,
     Sampler,
-    SamplerOptions,
     SamplingStart,
 )
+from lit_rpe.sampler_settings import (
+    DDPM_METHODS,
+    FLOW_METHODS,
+    OFFICIAL_SAMPLING,
+    SDE_METHODS,
+    SamplerSettings,
+)
 
-METHODS = {"dit": ("ddpm", "ddim"), "sit": ("euler", "heun", "dopri5", "sde")}
-
-
-@dataclass(frozen=True)
-class OfficialSampling:
-    """Sampler defaults of an official file (any of them can be overridden per ``sample`` call).
-
-    method / steps: DiT ``ddpm`` with 250 respaced steps (DiT's sample.py and its FID-50K);
-    SiT ``heun`` with 50 steps (our ODE sampler; ``dopri5``, SiT's own adaptive ODE default,
-    and ``sde``, its SDE sampler, are options; FiT files have their own defaults,
-    ``lit_rpe.official_fit``).
-    cfg_scale: 1.5, the DiT and SiT papers' FID-50K setting (4.0 for their sample figures).
-    cfg_channels: ``dit`` guides the first 3 latent channels as both official ``forward_with_cfg``
-    do; ``all`` guides every latent channel. ddim_eta: DDIM's eta.
-    """
-
-    method: str
-    steps: int
-    cfg_scale: float = 1.5
-    guidance_interval: tuple[float, float] | None = None
-    cfg_channels: Literal["dit", "all"] = "dit"
-    ddim_eta: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.cfg_channels not in ("dit", "all"):
-            raise ValueError(f"unknown cfg_channels {self.cfg_channels!r}; valid: dit, all")
-
-    @classmethod
-    def default(cls, kind: str, **overrides) -> OfficialSampling:
-        """The defaults of a ``dit`` or ``sit`` file with the given fields replaced (None keeps
-        a default); an unknown field is a ``TypeError`` naming it."""
-        base = cls("ddpm", 250) if kind == "dit" else cls("heun", 50)
-        return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+METHODS = {"dit": DDPM_METHODS, "sit": FLOW_METHODS + SDE_METHODS}
 
 
 class OfficialModel(nn.Module, Sampler):
@@ -82,8 +53,8 @@ class OfficialModel(nn.Module, Sampler):
     net: the ``DiT`` from ``build_official_net`` (time_scale 1). kind: ``dit`` or ``sit``.
     vae_path: local SD-VAE folder (sd-vae-ft-ema or -mse), needed to return images.
     rule: the default inference rule (``extrapolate``). source: the file, for messages.
-    sampling: fields of ``OfficialSampling`` (method, steps, cfg_scale, guidance_interval,
-    cfg_channels, ddim_eta) replacing the file's defaults.
+    sampling: ``SamplerSettings`` fields (method, steps, cfg_scale, guidance_interval,
+    cfg_channels, ddim_eta) replacing the file's defaults (``OFFICIAL_SAMPLING``).
     """
 
     supports_validation_loss = False
@@ -107,7 +78,7 @@ class OfficialModel(nn.Module, Sampler):
         self.source = source or "official checkpoint"
         self.latent_factor = LATENT_FACTOR
         self.resolution = tuple(n * net.patch_size * LATENT_FACTOR for n in net.train_grid)
-        self.sampling_config = OfficialSampling.default(kind, **sampling)
+        self.sampling_config = SamplerSettings(**sampling).over(OFFICIAL_SAMPLING[self.kind])
         self._check_method(self.sampling_config.method)
         self._rule = rule or InferenceRule("extrapolate")
         self.schedule = DDPMSchedule.linear(TRAIN_STEPS)
@@ -145,11 +116,7 @@ class OfficialModel(nn.Module, Sampler):
 
     # -------------------------------------------------------------------------------- sampling
 
-    def guided_channels(self) -> int | None:
-        """``cfg_channels``: ``dit`` guides the first 3 latent channels, ``all`` every one."""
-        return OFFICIAL_GUIDED_CHANNELS if self.sampling_config.cfg_channels == "dit" else None
-
-    def integrate(self, start: SamplingStart, options: SamplerOptions) -> torch.Tensor:
+    def integrate(self, start: SamplingStart, options: SamplerSettings) -> torch.Tensor:
         """The file's own objective: SiT's interpolant through ``sample_ode``, DiT's DDPM chain
         (respaced to ``steps``) through ``ddpm_sample`` / ``ddim_sample``. DDPM and DDIM with
         eta > 0 draw each image's per-step noise from a generator of its own seed."""
@@ -160,7 +127,7 @@ class OfficialModel(nn.Module, Sampler):
             start.labels,
             num_classes=net.num_classes,
             cfg_scale=options.cfg_scale,
-            guided_channels=self.guided_channels(),
+            guided_channels=guided_channel_count(options.cfg_channels),
             interval=options.guidance_interval,
             rule=start.rule,
             pos_h=start.pos_h,
@@ -169,13 +136,14 @@ class OfficialModel(nn.Module, Sampler):
         if self.kind == "sit":
             c = net.in_channels
             official_cfg = options.cfg_scale != 1.0 and options.guidance_interval is None
-            if options.method == "dopri5" and official_cfg and self.guided_channels():
+            guided = guided_channel_count(options.cfg_channels)
+            if options.method == "dopri5" and official_cfg and guided:
                 from lit_rpe.official_ode import sample_official_adaptive
 
                 return sample_official_adaptive(
                     start,
                     cfg_scale=options.cfg_scale,
-                    guided_channels=self.guided_channels(),
+                    guided_channels=guided,
                     steps=options.steps,
                 )
 
@@ -203,7 +171,7 @@ class OfficialModel(nn.Module, Sampler):
         def eps_model(x: torch.Tensor, index: int) -> torch.Tensor:
             return denoise(x, float(schedule.timestep_map[index]), schedule.rule_t(index))
 
-        eta = self.sampling_config.ddim_eta
+        eta = options.ddim_eta
         if options.method == "ddim":
             gens = noise_generators(start.seeds) if eta > 0 else None
             return ddim_sample(eps_model, start.noise, schedule, eta=eta, generators=gens)

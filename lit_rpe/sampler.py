@@ -31,6 +31,7 @@ import torch
 from lit_rpe.flow.noise import seeded_noise
 from lit_rpe.posenc import InferenceRule
 from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR, as_height_width
+from lit_rpe.sampler_settings import SamplerSettings
 
 if TYPE_CHECKING:
     from lit_rpe.models.dit import DiT
@@ -43,8 +44,6 @@ __all__ = [
     "LazyVAE",
     "RuleNotApplicable",
     "Sampler",
-    "SamplerDefaults",
-    "SamplerOptions",
     "SamplingStart",
     "check_rule",
     "seeds_and_labels",
@@ -127,15 +126,6 @@ class LazyVAE:
         return self._vae.to(device)
 
 
-class SamplerDefaults(Protocol):
-    """A sampler's per-call defaults (``SamplingConfig``, ``OfficialSampling``)."""
-
-    method: str
-    steps: int
-    cfg_scale: float
-    guidance_interval: tuple[float, float] | None
-
-
 @dataclass(frozen=True)
 class SamplingStart:
     """What every sampler starts from: ``net`` (EMA or raw weights), the images' ``seeds`` and
@@ -154,22 +144,13 @@ class SamplingStart:
     shift: float
 
 
-@dataclass(frozen=True)
-class SamplerOptions:
-    """One call's sampler settings, unset ones filled from ``sampling_config``."""
-
-    steps: int
-    method: str
-    cfg_scale: float
-    guidance_interval: tuple[float, float] | None
-
-
 class Sampler(Protocol):
     """A class-conditional image generator at any resolution with any inference rule.
 
     Attributes: ``net`` / ``ema`` (the ``DiT`` and the weights sampled by default),
     ``resolution`` (training (H, W) in pixels), ``latent_factor`` (8 with the SD-VAE, 1 in pixel
-    space), ``sampling_config`` (per-call defaults), ``vae`` (``LazyVAE``), and
+    space), ``sampling_config`` (its ``SamplerSettings``, every field set: the per-call
+    defaults), ``vae`` (``LazyVAE``), and
     ``supports_validation_loss``: whether the flow-matching validation loss applies (it needs
     ``encode`` and a flow-matching objective). Implementers write ``default_rule`` and
     ``integrate``; the methods with a body here are shared.
@@ -181,7 +162,7 @@ class Sampler(Protocol):
     device: torch.device
     resolution: tuple[int, int]
     latent_factor: int
-    sampling_config: SamplerDefaults
+    sampling_config: SamplerSettings
     vae: LazyVAE
     supports_validation_loss: bool
 
@@ -189,7 +170,7 @@ class Sampler(Protocol):
         """The rule used when a call names none."""
         ...
 
-    def integrate(self, start: SamplingStart, options: SamplerOptions) -> torch.Tensor:
+    def integrate(self, start: SamplingStart, options: SamplerSettings) -> torch.Tensor:
         """Noise -> latents (B, C, h, w) with this model's objective and sampler."""
         ...
 
@@ -211,28 +192,10 @@ class Sampler(Protocol):
         )
         return grid
 
-    def sampler_options(
-        self,
-        *,
-        steps: int | None = None,
-        method: str | None = None,
-        cfg_scale: float | None = None,
-        guidance_interval: tuple[float, float] | None = None,
-    ) -> SamplerOptions:
-        """The settings a ``sample`` call with these arguments uses: each unset one (None; a
-        cfg_scale of 0 is a setting) from ``sampling_config``."""
-        cfg = self.sampling_config
-        return SamplerOptions(
-            steps=steps or cfg.steps,
-            method=method or cfg.method,
-            cfg_scale=cfg.cfg_scale if cfg_scale is None else cfg_scale,
-            guidance_interval=guidance_interval or cfg.guidance_interval,
-        )
-
-    def guided_channels(self) -> int | None:
-        """How many leading output channels classifier-free guidance acts on; None: all of
-        them (the suite's flow matching; official files override, ``lit_rpe.guidance``)."""
-        return None
+    def sampler_options(self, **overrides) -> SamplerSettings:
+        """The settings a ``sample`` call with these ``SamplerSettings`` fields uses: each unset
+        one (None; a cfg_scale of 0 is a setting) from ``sampling_config``."""
+        return SamplerSettings(**overrides).over(self.sampling_config)
 
     def shift_factor(self, rule: InferenceRule, grid: tuple[int, int]) -> float:
         """The timestep-shift factor of ``rule`` on a token ``grid`` of this model (the trained
@@ -291,6 +254,8 @@ class Sampler(Protocol):
         method: str | None = None,
         cfg_scale: float | None = None,
         guidance_interval: tuple[float, float] | None = None,
+        cfg_channels: str | None = None,
+        ddim_eta: float | None = None,
         use_ema: bool = True,
         decode: bool = True,
     ) -> torch.Tensor:
@@ -299,14 +264,19 @@ class Sampler(Protocol):
         (B, C, H / latent_factor, W / latent_factor).
 
         labels: (B,) classes; seeds: B ints, image i starts from ``seeded_noise(seeds[i])``.
-        Unset options come from ``sampling_config``. use_ema=False samples the raw weights
-        (official files hold one set). The VAE is loaded first, so a missing ``vae_path`` fails
-        before any sampling work.
+        steps ... ddim_eta: ``SamplerSettings`` fields; unset ones come from
+        ``sampling_config``. use_ema=False samples the raw weights (official files hold one set).
+        The VAE is loaded first, so a missing ``vae_path`` fails before any sampling work.
         """
         if decode and self.latent_factor > 1:
             self.vae.get(self.device)
         options = self.sampler_options(
-            steps=steps, method=method, cfg_scale=cfg_scale, guidance_interval=guidance_interval
+            steps=steps,
+            method=method,
+            cfg_scale=cfg_scale,
+            guidance_interval=guidance_interval,
+            cfg_channels=cfg_channels,
+            ddim_eta=ddim_eta,
         )
         start = self.sampling_start(labels, seeds, resolution, rule, use_ema)
         latents = self.integrate(start, options)

@@ -9,9 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from lit_rpe.cli import main
+from lit_rpe.eval.settings import EvalSettings
 from lit_rpe.experiments import EXPERIMENTS_DIR, list_experiments
+from lit_rpe.posenc import InferenceRule, parse_rule
+from lit_rpe.sampler_settings import SamplerSettings
 
 ROOT = EXPERIMENTS_DIR.parent
 
@@ -24,6 +28,15 @@ def test_print_config_parses_every_experiment(experiment, capsys):
     out = capsys.readouterr().out
     assert f"default_root_dir: runs/{experiment}" in out
     assert "${" not in out  # every interpolation resolved
+    # ... into the typed settings: the rule, the sampler, the callback's eval settings
+    config = yaml.safe_load(out)
+    model = config["model"]
+    assert model["rule"] is None or isinstance(parse_rule(model["rule"]), InferenceRule)
+    assert isinstance(SamplerSettings.of(model["sampling"]), SamplerSettings)
+    for callback in config["trainer"]["callbacks"] or []:
+        if callback["class_path"].endswith("ResolutionEvalCallback"):
+            settings = EvalSettings.of(callback["init_args"]["settings"])
+            assert all(isinstance(rule, InferenceRule) for rule in settings.rules)
 
 
 def test_wrong_config_key_is_refused(capsys):
@@ -41,18 +54,17 @@ def test_wrong_config_key_is_refused(capsys):
     assert "encoderr" in capsys.readouterr().err
 
 
-def test_sampling_add_ons_parse_from_the_command_line(capsys):
+def test_rule_add_ons_parse_from_the_command_line(capsys):
     args = ["sample", "--config", str(EXPERIMENTS_DIR / "demo.yaml")]
     with pytest.raises(SystemExit) as exit_info:
-        main(
-            [*args, "--model.sampling.rule=tasr", "--model.sampling.tau_axes=max", "--print_config"]
-        )
+        main([*args, "--model.rule={name: tasr, tau_axes: max}", "--print_config"])
     assert exit_info.value.code in (0, None)
     out = capsys.readouterr().out
-    assert "rule: tasr" in out and "tau_axes: max" in out
+    assert "name: tasr" in out and "tau_axes: max" in out
     with pytest.raises(SystemExit) as exit_info:
-        main([*args, "--model.sampling.tau_axes=mean", "--print_config"])
-    assert exit_info.value.code != 0 and "tau_axes" in capsys.readouterr().err
+        main([*args, "--model.rule={name: yarn, tau_axes: mean}", "--print_config"])
+    assert exit_info.value.code != 0
+    assert "unknown tau_axes 'mean'; valid: per_axis, max" in capsys.readouterr().err
 
 
 def tiny_fit_args(run_dir: Path, probe: Path, max_steps: int, delay: float) -> list[str]:
@@ -74,8 +86,8 @@ def tiny_fit_args(run_dir: Path, probe: Path, max_steps: int, delay: float) -> l
         "--data.num_workers=0",
         "--trainer.precision=32",
         # the demo's last callback, ResolutionEvalCallback: one cheap cell at the 16 px here
-        "--trainer.callbacks.init_args.resolutions=[16]",
-        "--trainer.callbacks.init_args.num_images=2",
+        "--trainer.callbacks.init_args.settings.resolutions=[16]",
+        "--trainer.callbacks.init_args.settings.num_images=2",
         "--trainer.callbacks+=cli_probe.StepProbe",
         f"--trainer.callbacks.init_args.path={probe}",
         f"--trainer.callbacks.init_args.delay={delay}",
@@ -196,8 +208,7 @@ def test_fit_resumes_by_itself_and_sample_writes_a_grid(tmp_path, photo_set):
     assert (tmp_path / "dype_ntk_32x32.png").is_file()
     done = sample(
         "--resolution=[16,32]",
-        "--rule=tasr",
-        "--model.sampling.tau_axes=max",
+        "--rule={name: tasr, tau_axes: max}",
         "--num_images=2",
         "--steps=2",
         f"--out_dir={tmp_path}",

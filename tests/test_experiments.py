@@ -47,7 +47,8 @@ def test_experiments_score_generalization_while_training(name):
     callbacks = OmegaConf.to_container(cfg, resolve=True)["trainer"]["callbacks"]
     classes = [c["class_path"].rsplit(".", 1)[1] for c in callbacks]
     assert {"ModelCheckpoint", "SampleGridCallback", "ResolutionEvalCallback"} <= set(classes)
-    args = callbacks[classes.index("ResolutionEvalCallback")]["init_args"]
+    init_args = callbacks[classes.index("ResolutionEvalCallback")]["init_args"]
+    args = init_args["settings"]
     net = cfg.model.net
     rpe2d = net.train_positions == "rpe2d"
     if cfg.model.resolution == 256:
@@ -55,7 +56,8 @@ def test_experiments_score_generalization_while_training(name):
     else:
         assert args["resolutions"] == [512, 768, 1024]
     assert args["rules"] == (["rpe2d_even", "interpolate"] if rpe2d else ["extrapolate", "ntk"])
-    assert (args["every_n_steps"], args["num_images"], args["metrics"]) == (20000, 5120, "auto")
+    assert init_args["every_n_steps"] == 20000
+    assert (args["num_images"], args["metrics"]) == (5120, "auto")
     max_len = net.get("max_len") or 4 * cfg.model.resolution // 16
     for resolution in args["resolutions"]:
         grid = token_grid(resolution, latent_factor=8, patch_size=2)
@@ -214,4 +216,4 @@ def test_study_grids_score_every_study_model_at_half_to_twice_its_resolution(fol
         assert spec.val_shards == cfg.data.val_shards
         assert spec.resolutions == [(r, r) for r in (16, 24, 32, 48, 64)]
         assert cfg.model.resolution == 32
-    assert spec.precision == "auto" and spec.num_samples * 3 >= 96  # 3 seeds pooled
+    assert spec.precision == "auto" and spec.num_images * 3 >= 96  # 3 seeds pooled

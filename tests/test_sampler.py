@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lit_rpe.config import NetConfig, SamplingConfig
+from lit_rpe.config import NetConfig
 from lit_rpe.module import DiffusionModule
 from lit_rpe.official import OfficialModel
 from lit_rpe.posenc import InferenceRule
 from lit_rpe.sampler import RuleNotApplicable, Sampler, check_rule, seeds_and_labels, token_grid
+from lit_rpe.sampler_settings import SamplerSettings
 
 
 def test_seed_indexed_policy():
@@ -43,7 +44,7 @@ def test_the_vae_is_loaded_on_use_and_never_saved(vae_folder):
         resolution=32,
         num_classes=3,
         vae_path=str(vae_folder),
-        sampling=SamplingConfig(steps=1, method="euler"),
+        sampling=SamplerSettings(steps=1, method="euler"),
     ).eval()
     images = module.sample([0, 1], [3, 4], resolution=(64, 32))
     assert images.shape == (2, 3, 64, 32)

@@ -32,7 +32,7 @@ from bench.common.timing import (
     pm,
     set_threads,
 )
-from lit_rpe.flow import guided_velocity
+from lit_rpe.guidance import guided_velocity
 from lit_rpe.models import DiT
 from lit_rpe.posenc import INFERENCE_RULES, InferenceRule, encode_positions, rule_frequencies
 

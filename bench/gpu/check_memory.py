@@ -31,7 +31,7 @@ from bench.gpu.throughput import (
     release,
     training_step_fn,
 )
-from lit_rpe.flow import guided_velocity
+from lit_rpe.guidance import guided_velocity
 from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR
 
 COLUMNS = [

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Literal
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -15,19 +14,9 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lit_rpe.callbacks.eval_history import EvalHistory
 from lit_rpe.callbacks.eval_progress import EvalProgress
-from lit_rpe.eval.grid_spec import (
-    ALL_METRICS,
-    INCEPTION_METRICS,
-    OFFLINE_METRICS,
-    RuleEntry,
-    SamplerEntry,
-    parse_rule,
-)
-from lit_rpe.precision import PrecisionRequest, accelerator_device_type, resolve_precision
-from lit_rpe.resolution import as_height_width
-
-# What ``metrics: auto`` adds to the offline metrics when the Inception weights exist.
-AUTO_INCEPTION_METRICS = ("fid", "is")
+from lit_rpe.eval.settings import EvalSettings
+from lit_rpe.posenc import InferenceRule
+from lit_rpe.precision import accelerator_device_type, resolve_precision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +24,7 @@ class EvalCell:
     """One (resolution, rule) pair the callback scores; ``label`` is ``<H>x<W>/<rule label>``."""
 
     resolution: tuple[int, int]
-    rule: RuleEntry
+    rule: InferenceRule
 
     @property
     def label(self) -> str:
@@ -43,26 +32,18 @@ class EvalCell:
 
 
 class ResolutionEvalCallback(Callback):
-    """Score the EMA weights at every resolution x rule every ``every_n_steps`` optimizer steps
-    (0: only at the end) and at the end of training.
+    """Score the EMA weights at every resolution x rule of ``settings`` every ``every_n_steps``
+    optimizer steps (0: only at the end) and at the end of training.
 
-    Each cell samples ``num_images`` seed-indexed images (image i: seed ``seed + i``, label
-    ``i % classes``) and always computes the validation loss and SWD; FID and IS too when the
-    Inception weights exist (``metrics: auto``), or the Inception metrics listed in ``metrics``
-    (``fid``, ``sfid``, ``is``, ``kid``, ``precision_recall``; then the weights are required).
-    Generation, references and metrics are those of the eval grid (``lit_rpe.eval.cell``), so a
-    cell's numbers equal the grid's for the same weights and settings, and do not depend on the
-    number of processes (when ``batch_size`` divides each rank's share of the validation images).
-
-    resolutions: pixels, int (square) or [H, W]. rules: names or mappings with add-ons, as the
-    grid file's ``rules`` (``{name: ntk, timestep_shift: auto}``). sampler: method / steps /
-    cfg_scale, unset ones from the model. batch_size: images per sampler call and per
-    validation-loss batch. precision: of the sampling and the validation loss, resolved at set-up
-    by ``lit_rpe.precision.resolve_precision`` on the Trainer's device (``auto``: bf16 where the
-    device computes it natively, else fp32).
-    val_shards: default the data module's. num_reference: reference images per resolution
-    (default ``num_images``). val_loss_images / val_loss_t: the validation-loss protocol.
-    inception_weights / reference_cache / fid_method: as in the grid file.
+    settings: an ``EvalSettings`` (``lit_rpe.eval.settings``), the type a grid file holds:
+    resolutions, rules (names or mappings with add-ons), num_images, metrics, sampler,
+    precision, batch_size, val_shards (default: the data module's), the validation-loss
+    protocol, the Inception and reference options. Each cell samples ``num_images``
+    seed-indexed images (image i: seed ``seed + i``, label ``i % classes``) and is scored by the
+    eval grid's own code (``lit_rpe.eval.cell``), so a cell's numbers equal the grid's for the
+    same weights and settings, and do not depend on the number of processes (when
+    ``batch_size`` divides each rank's share of the validation images). ``metrics: auto``: the
+    validation loss and SWD always, the Inception metrics when the weights exist.
 
     Writes ``<run dir>/eval/history.csv`` (step, cell, metric, value), ``history.png`` (each
     metric against the step, one line per cell) and ``protocol.json`` (each cell's protocol card,
@@ -71,63 +52,12 @@ class ResolutionEvalCallback(Callback):
     continues the curves.
     """
 
-    def __init__(
-        self,
-        resolutions: list[int | tuple[int, int]],
-        rules: list[str | RuleEntry],
-        every_n_steps: int = 20000,
-        num_images: int = 5120,
-        metrics: list[str] | Literal["auto"] = "auto",
-        sampler: SamplerEntry = SamplerEntry(),  # noqa: B008 (frozen; jsonargparse's default)
-        batch_size: int = 64,
-        precision: PrecisionRequest = "auto",
-        val_shards: str | list[str] | None = None,
-        num_reference: int | None = None,
-        val_loss_images: int = 1024,
-        val_loss_t: int = 8,
-        seed: int = 0,
-        inception_weights: str | None = None,
-        reference_cache: str = "runs/reference_stats",
-        fid_method: Literal["sqrtm", "eigh"] = "sqrtm",
-    ):
-        if metrics != "auto":
-            unknown = sorted(set(metrics) - set(ALL_METRICS))
-            if unknown:
-                raise ValueError(
-                    f"unknown metric(s) {unknown}; valid: auto, {', '.join(ALL_METRICS)}"
-                )
-        if num_images < 2 or every_n_steps < 0 or batch_size < 1:
-            raise ValueError(
-                f"need num_images >= 2, every_n_steps >= 0, batch_size >= 1; got {num_images}, "
-                f"{every_n_steps}, {batch_size}"
-            )
-        if not resolutions or not rules:
-            raise ValueError("ResolutionEvalCallback needs at least one resolution and one rule")
-        entries = [
-            parse_rule(dataclasses.asdict(r) if isinstance(r, RuleEntry) else r) for r in rules
-        ]
-        self.cells = [
-            EvalCell(as_height_width(res), entry) for res in resolutions for entry in entries
-        ]  # resolution-major: a resolution's references serve all its rules in a row
-        labels = [c.label for c in self.cells]
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"the cells repeat: {labels}")
-        inception = AUTO_INCEPTION_METRICS if metrics == "auto" else metrics
-        self.wanted = [*OFFLINE_METRICS, *(m for m in inception if m in INCEPTION_METRICS)]
-        self.auto = metrics == "auto"
+    def __init__(self, settings: EvalSettings, every_n_steps: int = 20000):
+        if every_n_steps < 0:
+            raise ValueError(f"every_n_steps must be >= 0, got {every_n_steps}")
+        self.settings = EvalSettings.of(settings, "ResolutionEvalCallback settings")
+        self.cells = [EvalCell(res, rule) for res, rule in self.settings.cells]
         self.every_n_steps = every_n_steps
-        self.num_images = num_images
-        self.sampler = SamplerEntry(**sampler) if isinstance(sampler, dict) else sampler
-        self.batch_size = batch_size
-        self.precision = precision
-        self.val_shards = val_shards
-        self.num_reference = num_reference or num_images
-        self.val_loss_images = val_loss_images
-        self.val_loss_t = val_loss_t
-        self.seed = seed
-        self.inception_weights = inception_weights
-        self.reference_cache = reference_cache
-        self.fid_method = fid_method
         self.history = EvalHistory()
         self.cards: dict[str, dict] = {}  # cell label -> protocol card of its last evaluation
         self._settings = None
@@ -145,41 +75,30 @@ class ResolutionEvalCallback(Callback):
         for cell in self.cells:
             self._check_cell(pl_module, cell)
         self._plan = self._metric_plan()
-        precision = resolve_precision(self.precision, accelerator_device_type(trainer.accelerator))
+        device = accelerator_device_type(trainer.accelerator)
+        precision = resolve_precision(self.settings.precision, device)
         rank_zero_info(f"ResolutionEvalCallback: {precision.describe()}")
-        self._settings = CellSettings(
-            val_shards=shards,
-            num_samples=self.num_images,
-            num_reference=self.num_reference,
-            precision=precision,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            sampler=self.sampler,
-            val_loss_images=self.val_loss_images,
-            val_loss_t=self.val_loss_t,
-            num_classes=pl_module.net.num_classes,
-            reference_cache=self.reference_cache,
-            fid_method=self.fid_method,
-        )
+        num_classes = self.settings.num_classes or pl_module.net.num_classes
+        self._settings = CellSettings(self.settings, shards, precision, num_classes)
 
     def _checked_val_shards(self, trainer: Trainer) -> str | tuple[str, ...]:
         from lit_rpe.data import ImageShardDataModule
         from lit_rpe.data.shard_list import expand_shards, shard_sample_counts
 
-        shards = self.val_shards
+        shards = self.settings.val_shards
         if shards is None and isinstance(trainer.datamodule, ImageShardDataModule):
             shards = trainer.datamodule.val_shards
         if shards is None:
             raise ValueError(
-                "ResolutionEvalCallback needs validation shards: set its val_shards or the data "
-                "module's data.val_shards"
+                "ResolutionEvalCallback needs validation shards: set settings.val_shards or "
+                "the data module's data.val_shards"
             )
         try:
             paths = expand_shards(shards)
         except (FileNotFoundError, ValueError) as err:
             raise FileNotFoundError(f"ResolutionEvalCallback: val_shards not found: {err}") from err
         available = sum(shard_sample_counts(paths))
-        needed = max(self.num_reference, self.val_loss_images)
+        needed = max(self.settings.reference_count, self.settings.val_loss_images)
         if available < needed:
             raise ValueError(
                 f"ResolutionEvalCallback: {shards} holds {available} validation images, fewer "
@@ -187,8 +106,8 @@ class ResolutionEvalCallback(Callback):
             )
         world = trainer.world_size
         for name, count in (
-            ("num_reference", self.num_reference),
-            ("val_loss", self.val_loss_images),
+            ("num_reference", self.settings.reference_count),
+            ("val_loss_images", self.settings.val_loss_images),
         ):
             if count % world:
                 raise ValueError(
@@ -202,7 +121,7 @@ class ResolutionEvalCallback(Callback):
         from lit_rpe.sampler import RuleNotApplicable
 
         try:
-            pl_module.check_resolution(cell.resolution, cell.rule.inference_rule())
+            pl_module.check_resolution(cell.resolution, cell.rule)
             pyramid_resolutions(*cell.resolution)  # SWD needs 16 px on the shorter side
         except RuleNotApplicable as err:
             raise RuleNotApplicable(f"ResolutionEvalCallback cell {cell.label}: {err}") from err
@@ -213,12 +132,7 @@ class ResolutionEvalCallback(Callback):
         from lit_rpe.eval.cell import plan_metrics
         from lit_rpe.eval.inception_weights import TORCH_FIDELITY_FILENAME, default_weights_dir
 
-        wanted = self.wanted
-        if "is" in wanted and self.num_images < 10:
-            if not self.auto:
-                raise ValueError(f"IS needs at least 10 images (10 splits), got {self.num_images}")
-            wanted = [m for m in wanted if m != "is"]  # auto computes what it can
-        plan = plan_metrics(wanted, self.inception_weights, optional=self.auto)
+        plan = plan_metrics(self.settings)
         if plan.dropped:
             rank_zero_warn(
                 "ResolutionEvalCallback (metrics: auto): no FID Inception weights found, so only "
@@ -280,14 +194,14 @@ class ResolutionEvalCallback(Callback):
         try:
             for cell in self.cells:
                 started = time.perf_counter()
-                rule = cell.rule.inference_rule()
+                rule = cell.rule
                 images = generate_chunks(
                     pl_module,
-                    num_images=self.num_images,
-                    batch_size=self.batch_size,
+                    num_images=self.settings.num_images,
+                    batch_size=self.settings.batch_size,
                     resolution=cell.resolution,
                     rule=rule,
-                    seed=self.seed,
+                    seed=self.settings.seed,
                     autocast_dtype=settings.autocast_dtype,
                     **settings.sample_kwargs,
                 )
@@ -302,7 +216,9 @@ class ResolutionEvalCallback(Callback):
                         )
                 if trainer.is_global_zero:  # the progress line and the cell's protocol card
                     seconds = time.perf_counter() - started
-                    progress.cell_done(cell.label, self.num_images, seconds, scores.metrics)
+                    progress.cell_done(
+                        cell.label, self.settings.num_images, seconds, scores.metrics
+                    )
                     card = cell_card(
                         settings, pl_module, rule, cell.resolution, inception_tag=plan.inception_tag
                     )

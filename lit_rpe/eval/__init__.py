@@ -8,8 +8,9 @@
 - ``references``: centre-cropped validation images and their cached statistics.
 - ``generation``: seed-indexed generation split across ranks; ``validation_loss``: the
   flow-matching loss at any resolution and rule.
-- ``cell``: one cell (model, rule, resolution) scored with every metric, the core that the eval
-  grid and ``lit_rpe.callbacks.ResolutionEvalCallback`` share.
+- ``settings``: ``EvalSettings``, what an evaluation scores and how, of the grid and the
+  callback; ``cell``: one cell (model, rule, resolution) scored with every metric, the core
+  that the eval grid and ``lit_rpe.callbacks.ResolutionEvalCallback`` share.
 - ``grid_spec``, ``grid``, ``report``: the eval grid (``python -m lit_rpe.eval.grid``);
   ``protocol``: the protocol card recorded with every number.
 
@@ -39,9 +40,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "WEIGHTS_ENV_VAR": "inception_weights",
         "build_card": "protocol",
         "default_weights_dir": "inception_weights",
-        "fid_from_statistics": "statistics",
         "fid_result_from_statistics": "statistics",
-        "frechet_distance": "statistics",
         "frechet_result": "statistics",
         "inception_score": "scores",
         "kernel_inception_distance": "scores",
@@ -54,7 +53,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "resize_bilinear_tf1": "inception",
         "resolve_inception_weights": "inception_weights",
         "save_statistics_npz": "statistics",
-        "sliced_wasserstein_distance": "swd",
         "swd_from_descriptors": "swd",
     },
 )

@@ -15,16 +15,14 @@ The eval grid (``lit_rpe.eval.grid``) and the training callback
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 
 from lit_rpe.data.validation import validation_batches
 from lit_rpe.distributed import gather_in_index_order
 from lit_rpe.eval.generation import ImageChunk
-from lit_rpe.eval.grid_spec import INCEPTION_METRICS, GridSpec, SamplerEntry
 from lit_rpe.eval.references import (
     image_features,
     import_adm_reference,
@@ -32,6 +30,7 @@ from lit_rpe.eval.references import (
     reference_swd_descriptors,
 )
 from lit_rpe.eval.scores import inception_score, kernel_inception_distance, precision_recall
+from lit_rpe.eval.settings import INCEPTION_METRICS, EvalSettings
 from lit_rpe.eval.statistics import FeatureStatistics, FrechetResult, fid_result_from_statistics
 from lit_rpe.eval.swd import (
     descriptor_row_width,
@@ -50,33 +49,16 @@ from lit_rpe.sampler import Sampler
 
 @dataclass(frozen=True)
 class CellSettings:
-    """How every cell of a run is generated and scored (a grid file, or the callback's arguments).
+    """``EvalSettings`` resolved for one run (a grid's or the callback's): ``eval`` itself, the
+    ``val_shards`` it reads (the callback's default: the data module's), its ``precision``
+    resolved on the device (``lit_rpe.precision.resolve_precision``; the protocol card records
+    its short name) and ``num_classes``, the label check of the validation shards (None: their
+    ``classes.json``)."""
 
-    val_shards: the validation shards (references and validation loss). num_samples: generated
-    images per cell; num_reference: reference images per resolution. batch_size: images per
-    sampler call (the fixed chunks) and per validation-loss batch. seed: image i uses seed
-    ``seed + i``; also the seed of the validation-loss noise and of the SWD patches.
-    sampler: method / steps / cfg_scale, None keeping the model's own. precision: the resolved
-    precision (``lit_rpe.precision.resolve_precision``) of the sampling and the validation loss,
-    whose short name the protocol card records. val_loss_images / val_loss_t:
-    the validation-loss protocol. num_classes: the label check of the validation shards (None:
-    their ``classes.json``). reference_cache: the folder of cached reference statistics.
-    fid_method: FID's matrix square root. adm_references: ADM reference batches, keyed "HxW".
-    """
-
+    eval: EvalSettings
     val_shards: str | tuple[str, ...]
-    num_samples: int
-    num_reference: int
     precision: ResolvedPrecision
-    batch_size: int = 32
-    seed: int = 0
-    sampler: SamplerEntry = field(default_factory=SamplerEntry)
-    val_loss_images: int = 64
-    val_loss_t: int = 8
     num_classes: int | None = None
-    reference_cache: str = "runs/reference_stats"
-    fid_method: Literal["sqrtm", "eigh"] = "sqrtm"
-    adm_references: dict[str, str] | None = None
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -85,26 +67,7 @@ class CellSettings:
     @property
     def sample_kwargs(self) -> dict:
         """The sampler options that override the model's (``module.sample`` keywords)."""
-        return {k: v for k, v in vars(self.sampler).items() if v is not None}
-
-    @classmethod
-    def of_grid(cls, spec: GridSpec, precision: ResolvedPrecision) -> CellSettings:
-        """The settings of a grid file, run in ``precision`` (``spec.precision`` resolved)."""
-        return cls(
-            val_shards=spec.val_shards,
-            num_samples=spec.num_samples,
-            num_reference=spec.num_reference,
-            batch_size=spec.batch_size,
-            seed=spec.seed,
-            sampler=spec.sampler,
-            precision=precision,
-            val_loss_images=spec.val_loss_images,
-            val_loss_t=spec.val_loss_t,
-            num_classes=spec.num_classes,
-            reference_cache=spec.reference_cache,
-            fid_method=spec.fid_method,
-            adm_references=spec.adm_references,
-        )
+        return self.eval.sampler.overrides()
 
 
 @dataclass(frozen=True)
@@ -133,21 +96,21 @@ class CellScores:
     frechet: dict[str, FrechetResult] = field(default_factory=dict)
 
 
-def plan_metrics(
-    wanted: Sequence[str], inception_weights: str | None, *, optional: bool
-) -> MetricPlan:
-    """Load the Inception network if ``wanted`` needs it. Without a weight file: with
-    ``optional`` the Inception metrics are dropped (``MetricPlan.dropped``), otherwise
-    FileNotFoundError says which file to put where (``missing_weights_message``)."""
+def plan_metrics(settings: EvalSettings) -> MetricPlan:
+    """The metrics of ``settings`` (``wanted_metrics``), with the Inception network loaded when
+    one of them needs it. Without a weight file: under ``metrics: auto`` the Inception metrics
+    are dropped (``MetricPlan.dropped``), otherwise FileNotFoundError says which file to put
+    where (``missing_weights_message``)."""
     from lit_rpe.eval.inception_weights import resolve_inception_weights, weights_tag
 
+    wanted = settings.wanted_metrics
     needs = tuple(m for m in wanted if m in INCEPTION_METRICS)
     if not needs:
         return MetricPlan(tuple(wanted))
     try:
-        path = resolve_inception_weights(inception_weights)
+        path = resolve_inception_weights(settings.inception_weights)
     except FileNotFoundError:
-        if not optional:
+        if settings.metrics != "auto":
             raise
         return MetricPlan(tuple(m for m in wanted if m not in needs), dropped=needs)
     from lit_rpe.eval.inception import FIDInceptionV3
@@ -194,16 +157,16 @@ def cell_validation_loss(
     batches = validation_batches(
         _shards(settings),
         resolution,
-        settings.val_loss_images,
-        batch_size=settings.batch_size,
+        settings.eval.val_loss_images,
+        batch_size=settings.eval.batch_size,
         num_classes=settings.num_classes,
     )
     loss = flow_validation_loss(
         module,
         batches,
         rule=rule,
-        num_t=settings.val_loss_t,
-        seed=settings.seed,
+        num_t=settings.eval.val_loss_t,
+        seed=settings.eval.seed,
         autocast_dtype=settings.autocast_dtype,
     )
     return loss["val_loss"]
@@ -218,7 +181,7 @@ def inception_metrics(
     """FID, sFID, IS, KID, precision/recall (those wanted) of the generated features ``fake``
     against the cell's reference."""
     h, w = resolution
-    adm = (settings.adm_references or {}).get(f"{h}x{w}")
+    adm = (settings.eval.adm_references or {}).get(f"{h}x{w}")
     if adm:
         ref = import_adm_reference(adm, plan.inception)
     else:
@@ -226,8 +189,8 @@ def inception_metrics(
             plan.inception,
             _shards(settings),
             resolution,
-            settings.num_reference,
-            cache_dir=settings.reference_cache,
+            settings.eval.reference_count,
+            cache_dir=settings.eval.reference_cache,
             weights_tag=plan.weights_tag,
             num_classes=settings.num_classes,
         )
@@ -235,7 +198,8 @@ def inception_metrics(
     for name, key, reference in (("fid", "pool", ref.pool), ("sfid", "spatial", ref.spatial)):
         if name in wanted:
             stats = FeatureStatistics(fake[key].shape[1]).update(fake[key])
-            frechet[name] = fid_result_from_statistics(stats, reference, method=settings.fid_method)
+            method = settings.eval.fid_method
+            frechet[name] = fid_result_from_statistics(stats, reference, method=method)
     result = {name: r.value for name, r in frechet.items()}
     if "is" in wanted and "logits_unbiased" in fake:
         result["is"] = inception_score(fake["logits_unbiased"], splits=10).mean
@@ -264,7 +228,7 @@ def score_cell(
     here (a generator samples them as they are scored). Every rank must call it; every rank
     returns the same values."""
     resolution = as_height_width(resolution)
-    rows = image_rows(chunks, plan, resolution, settings.seed)
+    rows = image_rows(chunks, plan, resolution, settings.eval.seed)
     metrics: dict[str, float] = {}
     if "val_loss" in plan.wanted and module.supports_validation_loss:
         metrics["val_loss"] = cell_validation_loss(module, rule, resolution, settings)
@@ -272,14 +236,15 @@ def score_cell(
         real = reference_swd_descriptors(
             _shards(settings),
             resolution,
-            settings.num_reference,
-            seed=settings.seed,
-            batch_size=settings.batch_size,
+            settings.eval.reference_count,
+            seed=settings.eval.seed,
+            batch_size=settings.eval.batch_size,
             num_classes=settings.num_classes,
         )
         fake = rows_to_descriptors(rows["swd"], resolution)
         levels = pyramid_resolutions(*resolution)
-        metrics["swd"] = swd_from_descriptors(list(real), fake, levels, seed=settings.seed).average
+        swd = swd_from_descriptors(list(real), fake, levels, seed=settings.eval.seed)
+        metrics["swd"] = swd.average
     if plan.inception is None:
         return CellScores(metrics)
     scores = inception_metrics(rows, plan, resolution, settings)

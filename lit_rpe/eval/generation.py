@@ -159,13 +159,3 @@ def read_images(folder: str | Path, indices) -> np.ndarray:
     return np.stack(
         [np.asarray(Image.open(folder / f"{i:06d}.png").convert("RGB")) for i in indices]
     )
-
-
-def folder_to_npz(folder: str | Path, path: str | Path, num_images: int) -> Path:
-    """Stack ``000000.png ..`` into an ADM-evaluator batch: ``arr_0`` uint8 (N, H, W, 3)."""
-    folder = Path(folder)
-    missing = [i for i in range(num_images) if not (folder / f"{i:06d}.png").is_file()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} images missing in {folder}, first {missing[:5]}")
-    np.savez(path, arr_0=read_images(folder, range(num_images)))
-    return Path(path)

@@ -2,7 +2,7 @@
 
     python -m lit_rpe.eval.grid experiments/grid_demo.yaml        (or: make eval-grid GRID=...)
 
-Each cell (model, rule, resolution) generates ``num_samples`` seed-indexed images into
+Each cell (model, rule, resolution) generates ``num_images`` seed-indexed images into
 ``<out_dir>/cells/<model>/<rule>/<H>x<W>/images`` (split across ranks under torchrun), scores
 them and writes ``metrics.json`` there, with the cell's protocol card (``lit_rpe.eval.protocol``).
 A cell with that file is skipped on the next run unless its card differs in a setting that
@@ -28,18 +28,12 @@ import torch.distributed as dist
 from lit_rpe.distributed import barrier, rank_and_world
 from lit_rpe.eval.cell import CellSettings, MetricPlan, plan_metrics, score_cell
 from lit_rpe.eval.generation import generate_to_folder, read_chunks, read_images
-from lit_rpe.eval.grid_spec import (
-    INCEPTION_METRICS,
-    OFFLINE_METRICS,
-    GridSpec,
-    ModelEntry,
-    RuleEntry,
-    load_grid,
-)
+from lit_rpe.eval.grid_spec import GridSpec, ModelEntry, load_grid
 from lit_rpe.eval.protocol import GENERATION_FIELDS, ProtocolCard, cell_card, changed_settings
 from lit_rpe.eval.references import reference_swd_descriptors
 from lit_rpe.eval.report import write_report
 from lit_rpe.image_io import save_image_grid
+from lit_rpe.posenc import InferenceRule
 from lit_rpe.precision import resolve_precision
 from lit_rpe.sampler import RuleNotApplicable, Sampler
 
@@ -61,14 +55,13 @@ def load_model(entry: ModelEntry, device: torch.device) -> Sampler:
 def resolve_metrics(spec: GridSpec) -> tuple[MetricPlan, str]:
     """The metrics of the grid (the Inception network loaded when needed) and a note for the
     report when ``metrics: auto`` found no Inception weights."""
-    wanted = list(OFFLINE_METRICS + INCEPTION_METRICS) if spec.metrics == "auto" else spec.metrics
-    plan = plan_metrics(wanted, spec.inception_weights, optional=spec.metrics == "auto")
+    plan = plan_metrics(spec)
     if not plan.dropped:
         return plan, ""
     from lit_rpe.eval.inception_weights import TORCH_FIDELITY_FILENAME, default_weights_dir
 
     note = (
-        "No FID Inception weights found, so FID/sFID/IS/KID/precision/recall were not "
+        f"No FID Inception weights found, so {', '.join(plan.dropped)} were not "
         "computed; the table shows the offline metrics (validation loss, SWD). To add them, "
         f"put {TORCH_FIDELITY_FILENAME} in {default_weights_dir()} and run the grid again."
     )
@@ -86,19 +79,18 @@ def evaluate_cell(
     plan: MetricPlan,
     module: Sampler,
     entry: ModelEntry,
-    rule_entry: RuleEntry,
+    rule: InferenceRule,
     resolution: tuple[int, int],
     cell: Path,
 ) -> dict:
     """Generate and score one cell; returns its record (also written to metrics.json)."""
     rank, _ = rank_and_world()
-    rule = rule_entry.inference_rule()
     h, w = resolution
     started = time.time()
     generate_to_folder(
         module,
         cell / "images",
-        num_images=spec.num_samples,
+        num_images=spec.num_images,
         resolution=resolution,
         rule=rule,
         seed=spec.seed,
@@ -107,14 +99,14 @@ def evaluate_cell(
         **settings.sample_kwargs,
     )
     barrier()
-    images = read_chunks(cell / "images", num_images=spec.num_samples, batch_size=spec.batch_size)
+    images = read_chunks(cell / "images", num_images=spec.num_images, batch_size=spec.batch_size)
     scores = score_cell(module, rule, resolution, images, settings, plan)
     card = cell_card(settings, module, rule, resolution, inception_tag=plan.inception_tag)
     record = {
         "model": entry.name,
         "checkpoint": entry.checkpoint,
         "kind": entry.kind,
-        "rule": rule_entry.label,
+        "rule": rule.label,
         "height": h,
         "width": w,
         "train_resolution": "x".join(map(str, module.resolution)),
@@ -126,7 +118,7 @@ def evaluate_cell(
     for name, result in scores.frechet.items():  # the square root retried with the eps offset?
         record[f"{name}_retried"], record[f"{name}_retry_reason"] = result.retried, result.reason
     if rank == 0:
-        images = load_images(cell / "images", range(min(spec.grid_images, spec.num_samples)))
+        images = load_images(cell / "images", range(min(spec.grid_images, spec.num_images)))
         save_image_grid(images.float() / 127.5 - 1, cell / "grid.png")
         tmp = cell / "metrics.json.tmp"
         tmp.write_text(json.dumps(record, indent=1))
@@ -167,31 +159,30 @@ def run_grid(spec: GridSpec) -> Path:
     # precision auto resolved once: every cell runs, records and is compared in the name used
     resolved = resolve_precision(spec.precision, device.type)
     spec = dataclasses.replace(spec, precision=resolved.name)
-    settings = CellSettings.of_grid(spec, resolved)
+    settings = CellSettings(spec, spec.val_shards, resolved, spec.num_classes)
     if rank == 0:
         print(f"[eval-grid] {resolved.describe()}", flush=True)
     # Load every model and check every resolution first: a bad cell fails before any work.
     cells = []
     for entry in spec.models:
         module = load_model(entry, device)
-        for rule_entry in spec.rules_of(entry):
+        for rule in spec.rules_of(entry):
             for resolution in spec.resolutions:
-                rule = rule_entry.inference_rule()
                 reason = not_applicable(module, rule, resolution)
                 card = None
                 if reason is None:  # what this run would record, to check finished cells
                     card = cell_card(
                         settings, module, rule, resolution, inception_tag=plan.inception_tag
                     )
-                cells.append((entry, rule_entry, resolution, reason, card))
+                cells.append((entry, rule, resolution, reason, card))
         del module
     skipped = []
     current = None
-    for entry, rule_entry, resolution, reason, card in cells:
+    for entry, rule, resolution, reason, card in cells:
         h, w = resolution
-        cell = out / "cells" / entry.name / rule_entry.label / f"{h}x{w}"
+        cell = out / "cells" / entry.name / rule.label / f"{h}x{w}"
         if reason is not None:
-            skipped.append(f"{entry.name} / {rule_entry.label} at {h}x{w}: {reason}")
+            skipped.append(f"{entry.name} / {rule.label} at {h}x{w}: {reason}")
             continue
         if (cell / "metrics.json").is_file():
             done = json.loads((cell / "metrics.json").read_text())
@@ -206,8 +197,8 @@ def run_grid(spec: GridSpec) -> Path:
         if current is None or current[0] is not entry:
             current = (entry, load_model(entry, device))
         if rank == 0:
-            print(f"[eval-grid] {entry.name} / {rule_entry.label} / {h}x{w}", flush=True)
-        evaluate_cell(spec, settings, plan, current[1], entry, rule_entry, resolution, cell)
+            print(f"[eval-grid] {entry.name} / {rule.label} / {h}x{w}", flush=True)
+        evaluate_cell(spec, settings, plan, current[1], entry, rule, resolution, cell)
     if rank == 0:
         return write_report(spec, note=note, skipped=skipped)
     return out / "results.md"

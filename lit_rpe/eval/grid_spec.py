@@ -8,41 +8,31 @@
       - {name: dit_xl2, checkpoint: pretrained/DiT-XL-2-256x256.pt, kind: dit,
          vae_path: pretrained/sd-vae-ft-ema}
     rules: [extrapolate, ntk, {name: ntk, attention_scale: yarn}, dype_yarn, tasr,
-            {name: yarn, tau_axes: max}]
+            {name: yarn, tau_axes: max}, {name: dype_ntk, lambda_s: 1.0}]
     resolutions: [128, 256, 512, [256, 512]]     # int = square, [H, W]
-    num_samples: 10000
+    num_images: 10000
     metrics: auto       # or a list: val_loss, swd, fid, sfid, is, kid, precision_recall
 
-Every key is checked when the file is read (unknown keys, unknown rules and metrics, missing
-files), so a typo fails before the first image is generated.
+Beside the models, the output folder and the grid image size, every key is an ``EvalSettings``
+field (``lit_rpe.eval.settings``, shared with ``ResolutionEvalCallback``). Every key is checked
+when the file is read (unknown and renamed keys, unknown rules and metrics, missing files), so a
+typo fails before the first image is generated.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import yaml
 
-from lit_rpe.posenc import INFERENCE_RULES, InferenceRule
+from lit_rpe.eval.settings import ALL_METRICS, EvalSettings
+from lit_rpe.posenc import InferenceRule, parse_rule
 from lit_rpe.resolution import as_height_width
 
-OFFLINE_METRICS = ("val_loss", "swd")
-INCEPTION_METRICS = ("fid", "sfid", "is", "kid", "precision_recall")
-ALL_METRICS = OFFLINE_METRICS + INCEPTION_METRICS
-
-
-def _checked(cls, values: dict, where: str) -> dict:
-    """``values`` if every key is a field of dataclass ``cls``; else a ValueError naming them."""
-    if not isinstance(values, dict):
-        raise ValueError(f"{where} must be a mapping, got {values!r}")
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}; valid: {', '.join(names)}")
-    return values
+MODEL_KINDS = ("lightning", "dit", "sit", "fit")
 
 
 @dataclass(frozen=True)
@@ -56,105 +46,44 @@ class ModelEntry:
     checkpoint: str
     kind: Literal["lightning", "dit", "sit", "fit"] = "lightning"
     vae_path: str | None = None
-    rules: list | None = None
+    rules: list[InferenceRule] | None = None
     options: dict | None = None
 
-
-@dataclass(frozen=True)
-class RuleEntry:
-    """An inference rule plus add-ons; ``label`` names the row of the results table."""
-
-    name: str
-    attention_scale: Literal["none", "yarn", "proportional", "fit_pro1", "fit_pro2"] = "none"
-    timestep_shift: float | Literal["auto"] = 1.0
-    scaling: Literal["decoupled", "coupled"] = "decoupled"
-    tau_axes: Literal["per_axis", "max", "none"] = "per_axis"
-
-    @property
-    def label(self) -> str:
-        parts = [self.name]
-        if self.attention_scale != "none":
-            parts.append(f"attn_{self.attention_scale}")
-        if self.timestep_shift != 1.0:
-            parts.append(f"shift_{self.timestep_shift}")
-        if self.scaling != "decoupled":
-            parts.append(self.scaling)
-        if self.tau_axes != "per_axis":
-            parts.append(f"tau_{self.tau_axes}")
-        return "+".join(parts)
-
-    def inference_rule(self) -> InferenceRule:
-        return InferenceRule(
-            self.name,
-            scaling=self.scaling,
-            attention_scale=self.attention_scale,
-            timestep_shift=self.timestep_shift,
-            tau_axes=self.tau_axes,
-        )
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(
+                f"model {self.name}: unknown kind {self.kind!r}; valid: {', '.join(MODEL_KINDS)}"
+            )
+        if self.options and self.kind == "lightning":
+            raise ValueError(
+                f"model {self.name}: options are for official files (kind dit/sit/fit)"
+            )
+        if self.rules:
+            object.__setattr__(self, "rules", [parse_rule(r) for r in self.rules])
 
 
-@dataclass(frozen=True)
-class SamplerEntry:
-    """Sampler of every cell; None keeps each model's own setting."""
-
-    method: str | None = None
-    steps: int | None = None
-    cfg_scale: float | None = None
-
-
-@dataclass(frozen=True)
-class GridSpec:
-    """A whole grid. num_samples: generated images per cell (and reference images, unless
-    ``reference_images``); val_loss_images / val_loss_t: the validation-loss protocol;
-    precision: ``auto`` (bf16 where the device computes it natively, else fp32; see
-    ``lit_rpe.precision``), ``bf16`` or ``fp32``, for sampling and the validation loss;
-    inception_weights: a weight file (default: the standard places; ``metrics: auto`` falls back
-    to the offline metrics without one).
-    reference_cache: where reference statistics are cached. adm_references: ADM reference
-    batches used instead of computed references, keyed "HxW" (e.g. ``{"256x256": path}``).
-    fid_method: the matrix square root of FID (``sqrtm`` as in every reference evaluator;
-    ``eigh`` gives the same value for PSD covariances, several times faster)."""
+@dataclass(frozen=True, kw_only=True)
+class GridSpec(EvalSettings):
+    """A whole grid: ``EvalSettings`` plus its ``name``, ``out_dir`` (cells and report),
+    ``models``, ``grid_images`` (images in each cell's grid.png) and ``published`` (figures
+    printed beside ours, ``lit_rpe.eval.published``; checked against the models and rules)."""
 
     name: str
     out_dir: str
-    val_shards: str
     models: list[ModelEntry]
-    rules: list[RuleEntry]
-    resolutions: list[tuple[int, int]]
-    num_samples: int = 64
-    reference_images: int | None = None
-    metrics: list[str] | Literal["auto"] = "auto"
-    sampler: SamplerEntry = field(default_factory=SamplerEntry)
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    batch_size: int = 32
-    seed: int = 0
-    val_loss_images: int = 64
-    val_loss_t: int = 8
     grid_images: int = 16
-    inception_weights: str | None = None
-    num_classes: int | None = None
-    reference_cache: str = "runs/reference_stats"
-    fid_method: Literal["sqrtm", "eigh"] = "sqrtm"
-    adm_references: dict[str, str] | None = None
-    published: list | None = None  # PublishedFigure (lit_rpe.eval.published)
+    published: list | None = None
 
-    @property
-    def num_reference(self) -> int:
-        return self.reference_images or self.num_samples
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        names = [m.name for m in self.models]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"model names must be given and unique, got {names}")
+        if self.val_shards is None:
+            raise ValueError("missing key 'val_shards' (the validation shards)")
 
-    def rules_of(self, model: ModelEntry) -> list[RuleEntry]:
-        return [parse_rule(r) for r in model.rules] if model.rules else self.rules
-
-
-def parse_rule(value: str | dict) -> RuleEntry:
-    if isinstance(value, str):
-        entry = RuleEntry(value)
-    else:
-        entry = RuleEntry(**_checked(RuleEntry, value, "a rule"))
-    if entry.name not in INFERENCE_RULES:
-        raise ValueError(f"unknown rule {entry.name!r}; valid: {', '.join(INFERENCE_RULES)}")
-    entry.inference_rule()  # validates the add-ons
-    return entry
+    def rules_of(self, model: ModelEntry) -> list[InferenceRule]:
+        return model.rules or self.rules
 
 
 def load_grid(path: str | Path, *, check_files: bool = True) -> GridSpec:
@@ -162,54 +91,25 @@ def load_grid(path: str | Path, *, check_files: bool = True) -> GridSpec:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"grid file not found: {path}")
-    raw = _checked(GridSpec, yaml.safe_load(path.read_text()) or {}, str(path))
-    for key in ("name", "out_dir", "val_shards", "models", "rules", "resolutions"):
-        if key not in raw:
-            raise ValueError(f"{path}: missing key {key!r}")
-    models = [ModelEntry(**_checked(ModelEntry, m, f"{path}: models")) for m in raw["models"]]
-    for m in models:
-        if m.kind not in ("lightning", "dit", "sit", "fit"):
-            raise ValueError(
-                f"model {m.name}: unknown kind {m.kind!r}; valid: lightning, dit, sit, fit"
-            )
-        if m.options and m.kind == "lightning":
-            raise ValueError(f"model {m.name}: options are for official files (kind dit/sit/fit)")
-        for r in m.rules or []:
-            parse_rule(r)
-    names = [m.name for m in models]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{path}: model names must be unique, got {names}")
-    metrics = raw.get("metrics", "auto")
-    if metrics != "auto":
-        bad = sorted(set(metrics) - set(ALL_METRICS))
-        if bad:
-            raise ValueError(f"unknown metric(s) {bad}; valid: auto, {', '.join(ALL_METRICS)}")
-    if raw.get("precision", "auto") not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"{path}: unknown precision {raw['precision']!r}; valid: auto, bf16, fp32")
-    sampler = SamplerEntry(**_checked(SamplerEntry, raw.get("sampler") or {}, f"{path}: sampler"))
-    spec = GridSpec(
-        **{
-            **raw,
-            "models": models,
-            "metrics": metrics,
-            "sampler": sampler,
-            "rules": [parse_rule(r) for r in raw["rules"]],
-            "resolutions": [as_height_width(r) for r in raw["resolutions"]],
-        }
-    )
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict) or not isinstance(raw.get("models", []), list):
+        raise ValueError(f"{path}: a grid file is a mapping with a list of models")
+    models = [_model_entry(m, path) for m in raw.get("models", [])]
+    spec = GridSpec.of({**raw, "models": models}, str(path))
     from lit_rpe.eval.published import parse_published
 
-    published = parse_published(
-        raw.get("published"),
-        models=names,
-        rules={m.name: [r.label for r in spec.rules_of(m)] for m in models},
-        metrics=ALL_METRICS,
-    )
+    try:
+        published = parse_published(
+            spec.published,
+            models=[m.name for m in spec.models],
+            rules={m.name: [r.label for r in spec.rules_of(m)] for m in spec.models},
+            metrics=ALL_METRICS,
+        )
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
     spec = dataclasses.replace(spec, published=published)
-    if spec.num_samples < 2:
-        raise ValueError(f"num_samples must be at least 2, got {spec.num_samples}")
     if check_files:
-        missing = [m.checkpoint for m in models if not Path(m.checkpoint).is_file()]
+        missing = [m.checkpoint for m in spec.models if not Path(m.checkpoint).is_file()]
         if missing:
             raise FileNotFoundError(
                 f"checkpoint(s) not found: {', '.join(missing)}; train them first "
@@ -226,3 +126,17 @@ def load_grid(path: str | Path, *, check_files: bool = True) -> GridSpec:
         except (FileNotFoundError, ValueError) as err:
             raise FileNotFoundError(f"val_shards not found: {spec.val_shards} ({err})") from err
     return spec
+
+
+def _model_entry(value, path: Path) -> ModelEntry:
+    """One ``models`` item; unknown keys and wrong values name the model and the valid keys."""
+    names = [f.name for f in dataclasses.fields(ModelEntry)]
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: models: each model is a mapping of {', '.join(names)}")
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {path}: models; valid: {', '.join(names)}")
+    try:
+        return ModelEntry(**value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: models: {err}") from err

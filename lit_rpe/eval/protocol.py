@@ -32,10 +32,12 @@ from lit_rpe.eval.references import (
     dataset_key,
     reference_cache_path,
 )
+from lit_rpe.guidance import guided_channel_count
 from lit_rpe.posenc import InferenceRule
 from lit_rpe.provenance import device_name, file_sha256, suite_commit
 from lit_rpe.resolution import as_height_width
-from lit_rpe.sampler import Sampler, SamplerOptions
+from lit_rpe.sampler import Sampler
+from lit_rpe.sampler_settings import SamplerSettings
 
 if TYPE_CHECKING:  # cell.py imports the metric code; this module stays light
     from lit_rpe.eval.cell import CellSettings
@@ -177,7 +179,7 @@ def build_card(
     *,
     rule: InferenceRule,
     resolution: int | tuple[int, int],
-    options: SamplerOptions,
+    options: SamplerSettings,
     precision: str,
     num_samples: int,
     seed: int,
@@ -191,7 +193,7 @@ def build_card(
     compared with; inception_tag: the Inception weights tag, None for offline metrics only.
     Raises ``RuleNotApplicable`` / ``ValueError`` as ``module.check_resolution`` does."""
     grid = module.check_resolution(as_height_width(resolution), rule)
-    channels = module.guided_channels()
+    channels = guided_channel_count(options.cfg_channels)
     vae, vae_sha, scale = decoder_fields(module)
     interval = options.guidance_interval
     return ProtocolCard(
@@ -224,14 +226,14 @@ def cell_reference(
     """The reference of a cell: the ADM batch named for its resolution, else the validation
     shards (their cached Inception statistics when Inception metrics run)."""
     h, w = resolution
-    adm = (settings.adm_references or {}).get(f"{h}x{w}")
+    adm = (settings.eval.adm_references or {}).get(f"{h}x{w}")
     if inception_tag is not None and adm:
         return adm_reference(adm)
-    cache = settings.reference_cache if inception_tag is not None else None
+    cache = settings.eval.reference_cache if inception_tag is not None else None
     return computed_reference(
         settings.val_shards,
         resolution,
-        settings.num_reference,
+        settings.eval.reference_count,
         cache_dir=cache,
         weights_tag=inception_tag,
     )
@@ -252,10 +254,10 @@ def cell_card(
         module,
         rule=rule,
         resolution=resolution,
-        options=module.sampler_options(**vars(settings.sampler)),
+        options=module.sampler_options(**settings.sample_kwargs),
         precision=settings.precision.name,
-        num_samples=settings.num_samples,
-        seed=settings.seed,
+        num_samples=settings.eval.num_images,
+        seed=settings.eval.seed,
         reference=cell_reference(settings, resolution, inception_tag),
         inception_tag=inception_tag,
     )

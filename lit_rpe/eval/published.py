@@ -4,7 +4,7 @@
       - {model: fitv2_xl, rule: ntk+attn_fit_pro2, resolution: 320, metric: fid, value: 3.55,
          source: "FiTv2 README (whlzy/FiT), FiTv2-XL/2 table, FID-320x320"}
 
-``rule`` is a rule's label in the grid (``RuleEntry.label``), ``resolution`` an int or [H, W];
+``rule`` is a rule's label in the grid (``InferenceRule.label``), ``resolution`` an int or [H, W];
 ``value`` may be null for a figure whose source is known but whose number is not filled in
 (printed as "-"). Checked when the grid file is read: unknown keys, models, rules, resolutions
 and metrics fail with a message naming them.

@@ -205,18 +205,6 @@ def frechet_result(
     return FrechetResult(value, retried=bool(reason), reason=reason)
 
 
-def frechet_distance(
-    mu1: np.ndarray,
-    sigma1: np.ndarray,
-    mu2: np.ndarray,
-    sigma2: np.ndarray,
-    eps: float = 1e-6,
-    method: str = "sqrtm",
-) -> float:
-    """The Fréchet distance as a float; ``frechet_result`` also says whether it was retried."""
-    return frechet_result(mu1, sigma1, mu2, sigma2, eps=eps, method=method).value
-
-
 def _root_problem(covmean: np.ndarray) -> str:
     """What makes sqrtm's root unusable ("" when nothing does)."""
     if not np.isfinite(covmean).all():
@@ -277,10 +265,3 @@ def fid_result_from_statistics(
         eps=eps,
         method=method,
     )
-
-
-def fid_from_statistics(
-    a: FeatureStatistics, b: FeatureStatistics, eps: float = 1e-6, method: str = "sqrtm"
-) -> float:
-    """FID (pool features) or sFID (spatial features) between two accumulated statistics."""
-    return fid_result_from_statistics(a, b, eps=eps, method=method).value

@@ -235,27 +235,3 @@ def swd_from_descriptors(
         a, b = normalize_descriptors(desc_real), normalize_descriptors(desc_fake)
         distances.append(sliced_wasserstein(a, b, dir_repeats, dirs_per_repeat, rng) * 1e3)
     return SWDResult(distances, list(resolutions), float(np.mean(distances)))
-
-
-def sliced_wasserstein_distance(
-    real: torch.Tensor,
-    fake: torch.Tensor,
-    nhoods_per_image: int = 128,
-    dir_repeats: int = 4,
-    dirs_per_repeat: int = 128,
-    seed: int = 0,
-    min_resolution: int = 16,
-) -> SWDResult:
-    """SWD between two image batches (N, C, H, W), uint8 or float, of the same H x W.
-
-    Returns ``SWDResult`` in the paper's units (x 1e3): one value per Laplacian level, finest
-    first, and their average. Deterministic for a given ``seed``.
-    """
-    if real.shape[1:] != fake.shape[1:]:
-        raise ValueError(f"image shapes differ: {tuple(real.shape)} vs {tuple(fake.shape)}")
-    resolutions = pyramid_resolutions(*real.shape[-2:], min_resolution=min_resolution)
-    desc_real = laplacian_descriptors(real, nhoods_per_image, seed, min_resolution=min_resolution)
-    desc_fake = laplacian_descriptors(fake, nhoods_per_image, seed, min_resolution=min_resolution)
-    return swd_from_descriptors(
-        desc_real, desc_fake, resolutions, dir_repeats, dirs_per_repeat, seed
-    )

@@ -1,10 +1,9 @@
-"""Flow matching: the straight noise-data path, the loss, seeded noise, guidance, ODE samplers.
+"""Flow matching: the straight noise-data path, the loss, seeded noise, ODE samplers.
 
 - ``path``: x_t and the velocity target (the only place they are written), training t draws.
 - ``loss``: ``flow_matching_losses`` (the per-sample core), ``FlowMatchingLoss`` (training),
   ``loss_per_t_bucket``; ``validation``: the fixed-noise validation protocol.
 - ``noise``: ``seeded_noise``, one generator per image.
-- ``guidance``: ``guided_velocity`` (``lit_rpe.guidance`` as a velocity field).
 - ``samplers``: ``sample_ode`` (Euler, Heun over ``time_grid``; adaptive dopri5).
 - ``sde``: ``sample_sde``, SiT's Euler-Maruyama sampler (official SiT/FiTv2 files).
 
@@ -20,8 +19,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "T_SAMPLINGS": "path",
         "FlowLoss": "loss",
         "FlowMatchingLoss": "loss",
-        "Velocity": "guidance",
-        "guided_velocity": "guidance",
         "interpolate": "path",
         "loss_per_t_bucket": "loss",
         "sample_ode": "samplers",

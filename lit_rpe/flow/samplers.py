@@ -8,7 +8,7 @@ import numbers
 
 import torch
 
-from lit_rpe.flow.guidance import Velocity
+from lit_rpe.guidance import Velocity
 from lit_rpe.posenc.addons import timestep_shift
 
 METHODS = ("euler", "heun", "dopri5")

@@ -29,7 +29,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "TimestepEmbedder": "embeddings",
         "build_fit_net": "fit_loading",
         "build_official_net": "official",
-        "model_names": "sizes",
         "parse_model_name": "sizes",
         "sinusoidal_embedding": "embeddings",
     },

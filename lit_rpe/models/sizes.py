@@ -20,11 +20,6 @@ PATCH_SIZES = (1, 2, 4, 8)
 _NAME = re.compile(r"^DiT-(?P<size>[A-Za-z]+)/(?P<patch>\d+)$")
 
 
-def model_names() -> list[str]:
-    """Every valid model name, e.g. ``DiT-XL/2``."""
-    return [f"DiT-{s}/{p}" for s in DIT_SIZES for p in PATCH_SIZES]
-
-
 def parse_model_name(name: str) -> dict[str, int]:
     """``DiT-<size>/<patch>`` -> dict(depth, hidden_size, num_heads, patch_size)."""
     match = _NAME.match(name)

@@ -47,6 +47,7 @@ from lit_rpe.posenc.rules import (
     InferenceRule,
     axis_scales,
     inference_positions,
+    parse_rule,
     rule_frequencies,
 )
 
@@ -79,6 +80,7 @@ __all__ = [
     "fit_rule",
     "grid_positions",
     "inference_positions",
+    "parse_rule",
     "ntk_theta",
     "rope_tables",
     "rotation_pair_index",

@@ -18,8 +18,9 @@ geometric mean of the two RoPE factors otherwise (it differs from their mean by
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -86,6 +87,7 @@ class InferenceRule:
     watershed: float | None = None
 
     def __post_init__(self) -> None:
+        _check_types(self)
         if self.name not in INFERENCE_RULES:
             raise ValueError(
                 f"unknown inference rule {self.name!r}; valid: {', '.join(INFERENCE_RULES)}"
@@ -126,6 +128,28 @@ class InferenceRule:
         return INFERENCE_RULES[self.name][0]
 
     @property
+    def label(self) -> str:
+        """The rule and every add-on that differs from its default, e.g.
+        ``ntk+attn_proportional+shift_auto`` or ``dype_ntk+lambda_s_1.5``: a row of the results
+        table, a cell folder and a logged metric name."""
+        parts = [self.name]
+        for f in dataclasses.fields(self)[1:]:
+            value = getattr(self, f.name)
+            if value != f.default:
+                parts.append(_LABELS.get(f.name, f"{f.name}_{{}}").format(value))
+        return "+".join(parts)
+
+    def spec(self) -> str | dict:
+        """The shortest YAML form ``parse_rule`` reads back: the name alone when every add-on is
+        at its default, else a mapping of the name and the changed fields."""
+        changed = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)[1:]
+            if getattr(self, f.name) != f.default
+        }
+        return {"name": self.name, **changed} if changed else self.name
+
+    @property
     def frequency_method(self) -> str:
         return INFERENCE_RULES[self.name][1]
 
@@ -140,6 +164,49 @@ class InferenceRule:
         if self.timestep_shift == "auto":
             return default_shift_factor(train_tokens=train_tokens, test_tokens=test_tokens)
         return float(self.timestep_shift)
+
+
+# How ``label`` writes the add-ons it has always written; any other field: "<field>_<value>".
+_LABELS = {
+    "attention_scale": "attn_{}",
+    "timestep_shift": "shift_{}",
+    "scaling": "{}",
+    "tau_axes": "tau_{}",
+}
+RuleSpec = str | Mapping | InferenceRule  # what a YAML file, the CLI or a caller may give
+
+
+def _check_types(rule: InferenceRule) -> None:
+    """The numeric fields hold numbers (YAML's ``1.5``, ``2``; not ``"1.5"`` or ``true``)."""
+    for name in ("lambda_s", "lambda_t", "watershed"):
+        value = getattr(rule, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(f"rule field {name} must be a number or null, got {value!r}")
+
+
+def parse_rule(value: RuleSpec) -> InferenceRule:
+    """The one checked constructor of a rule, from a YAML file, the CLI or code.
+
+    value: a rule name (``"dype_ntk"``), a mapping of ``InferenceRule`` fields
+    (``{name: dype_ntk, lambda_s: 1.5, timestep_shift: auto}``) or an ``InferenceRule``.
+    A wrong field name or value raises ValueError naming the field and the valid choices.
+    """
+    if isinstance(value, InferenceRule):
+        return value
+    if isinstance(value, str):
+        return InferenceRule(value)
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"a rule is a name or a mapping of its fields, got {value!r}; "
+            f"names: {', '.join(INFERENCE_RULES)}"
+        )
+    fields = [f.name for f in dataclasses.fields(InferenceRule)]
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown rule field(s) {unknown}; valid: {', '.join(fields)}")
+    if "name" not in value:
+        raise ValueError(f"a rule mapping needs a name; valid: {', '.join(INFERENCE_RULES)}")
+    return InferenceRule(**value)
 
 
 @dataclass(frozen=True)

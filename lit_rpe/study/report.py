@@ -13,6 +13,7 @@ import torch
 
 from lit_rpe.eval.grid_spec import load_grid
 from lit_rpe.experiments import compose
+from lit_rpe.posenc import parse_rule
 from lit_rpe.precision import machine_description, trained_precision
 from lit_rpe.provenance import suite_commit
 from lit_rpe.study.aggregate import (
@@ -64,12 +65,12 @@ COMPARISONS = [
 
 
 def default_rules(grid: str) -> dict[str, str]:
-    """Each model's own sampling rule (its experiment's ``model.sampling.rule``)."""
+    """Each model's own sampling rule (its experiment's ``model.rule``)."""
     spec = load_grid(grid, check_files=False)
     out = {}
     for entry in spec.models:
-        rule = compose(experiment_of(entry.checkpoint)).model.sampling.get("rule")
-        out[entry.name] = rule or BASE_RULE
+        rule = compose(experiment_of(entry.checkpoint)).model.get("rule")
+        out[entry.name] = parse_rule(rule).label if rule else BASE_RULE
     return out
 
 

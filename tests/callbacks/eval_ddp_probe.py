@@ -21,6 +21,7 @@ from lightning.pytorch.strategies import DDPStrategy
 
 from lit_rpe.callbacks import ResolutionEvalCallback
 from lit_rpe.callbacks.eval_history import EvalHistory
+from lit_rpe.eval.settings import EvalSettings
 
 
 def main() -> None:
@@ -31,10 +32,9 @@ def main() -> None:
     write_csv = EvalHistory.write_csv
     EvalHistory.write_csv = lambda self, path: writes.append(str(path)) or write_csv(self, path)
     metrics = ["fid", "sfid", "is", "kid", "precision_recall"] if weights else "auto"
-    callback = ResolutionEvalCallback(
+    settings = EvalSettings(
         resolutions=[16, [16, 32]],
         rules=["rpe2d_even", {"name": "ntk", "timestep_shift": "auto"}],
-        every_n_steps=1,
         num_images=10,
         batch_size=2,
         val_shards=shards,
@@ -45,6 +45,7 @@ def main() -> None:
         reference_cache=str(out / "refs"),
         fid_method="eigh",
     )
+    callback = ResolutionEvalCallback(settings, every_n_steps=1)
     # a collective that waits more than a minute means a hang: fail instead of waiting 30 min
     strategy = (
         DDPStrategy(process_group_backend="gloo", timeout=timedelta(seconds=60))

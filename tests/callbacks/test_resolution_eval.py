@@ -18,9 +18,11 @@ from test_eval_grid import write_val_shards
 from lit_rpe.callbacks import ResolutionEvalCallback
 from lit_rpe.callbacks.eval_history import read_history_csv
 from lit_rpe.eval.grid import run_grid
-from lit_rpe.eval.grid_spec import SamplerEntry, load_grid
+from lit_rpe.eval.grid_spec import load_grid
+from lit_rpe.eval.settings import EvalSettings
 from lit_rpe.precision import resolve_precision
 from lit_rpe.sampler import RuleNotApplicable
+from lit_rpe.sampler_settings import SamplerSettings
 
 CELLS = ["16x16/rpe2d_even", "16x16/ntk+shift_auto", "16x32/rpe2d_even", "16x32/ntk+shift_auto"]
 
@@ -33,18 +35,17 @@ def val_shards(tmp_path, monkeypatch) -> str:
     return str(write_val_shards(tmp_path / "val"))
 
 
-def callback(shards: str, **kwargs) -> ResolutionEvalCallback:
+def callback(shards: str, every_n_steps: int = 2, **kwargs) -> ResolutionEvalCallback:
     settings = dict(
         resolutions=[16, [16, 32]],
         rules=["rpe2d_even", {"name": "ntk", "timestep_shift": "auto"}],
-        every_n_steps=2,
         num_images=8,
         batch_size=4,
         val_shards=shards,
         val_loss_images=8,
         val_loss_t=2,
     )
-    return ResolutionEvalCallback(**{**settings, **kwargs})
+    return ResolutionEvalCallback(EvalSettings(**{**settings, **kwargs}), every_n_steps)
 
 
 def test_tiny_run_logs_every_cell_writes_the_csv_and_the_figure(tmp_path, val_shards):
@@ -109,7 +110,7 @@ def test_scores_equal_the_eval_grid_on_the_same_weights(tmp_path, val_shards, in
         num_images=12,
         metrics=metrics,
         fid_method="eigh",
-        sampler=SamplerEntry(steps=3),
+        sampler=SamplerSettings(steps=3),
         **extra,
     )
     fit(tmp_path / "run", cb, steps=2, checkpoint_every=2)
@@ -122,7 +123,7 @@ def test_scores_equal_the_eval_grid_on_the_same_weights(tmp_path, val_shards, in
         "models": [{"name": "run", "checkpoint": str(tmp_path / "run/checkpoints/last.ckpt")}],
         "rules": ["rpe2d_even"],
         "resolutions": [16],
-        "num_samples": 12,
+        "num_images": 12,
         "batch_size": 4,
         "sampler": {"steps": 3},
         "val_loss_images": 8,
@@ -215,9 +216,9 @@ def test_fid_without_weights_fails_at_setup_naming_the_file(tmp_path, val_shards
 def test_unknown_metrics_and_rules_fail_when_configured(val_shards):
     with pytest.raises(ValueError, match=r"unknown metric\(s\) \['lpips'\]"):
         callback(val_shards, metrics=["fid", "lpips"])
-    with pytest.raises(ValueError, match="unknown rule 'ntk_aware'"):
+    with pytest.raises(ValueError, match="unknown inference rule 'ntk_aware'"):
         callback(val_shards, rules=["ntk_aware"])
-    with pytest.raises(ValueError, match="unknown key"):
+    with pytest.raises(ValueError, match=r"unknown rule field\(s\) \[.shift.\]"):
         callback(val_shards, rules=[{"name": "ntk", "shift": 2}])
 
 
@@ -241,10 +242,12 @@ def test_yaml_configures_cells_rules_with_add_ons_and_the_sampler():
     config = yaml.safe_load(
         """
         eval:
-          resolutions: [32, [32, 64]]
-          rules: [rpe2d_even, {name: interpolate, attention_scale: proportional}]
-          sampler: {method: heun, steps: 10}
-          metrics: [swd, kid]
+          every_n_steps: 10
+          settings:
+            resolutions: [32, [32, 64]]
+            rules: [rpe2d_even, {name: interpolate, attention_scale: proportional}]
+            sampler: {method: heun, steps: 10}
+            metrics: [swd, kid]
         """
     )
     cb = parser.instantiate(parser.parse_object(config)).eval
@@ -254,9 +257,10 @@ def test_yaml_configures_cells_rules_with_add_ons_and_the_sampler():
         "32x64/rpe2d_even",
         "32x64/interpolate+attn_proportional",
     ]
-    assert cb.cells[1].rule.inference_rule().attention_scale == "proportional"
-    assert (cb.sampler.method, cb.sampler.steps, cb.sampler.cfg_scale) == ("heun", 10, None)
-    assert cb.wanted == ["val_loss", "swd", "kid"]  # the offline metrics always
-    config["eval"]["rules"] = [{"name": "ntk", "shift": 2}]
-    with pytest.raises(Exception, match="shift"):  # an unknown add-on key fails when parsed
+    assert cb.cells[1].rule.attention_scale == "proportional"
+    sampler = cb.settings.sampler
+    assert (sampler.method, sampler.steps, sampler.cfg_scale) == ("heun", 10, None)
+    assert cb.settings.wanted_metrics == ("swd", "kid") and cb.every_n_steps == 10
+    config["eval"]["settings"]["rules"] = [{"name": "ntk", "shift": 2}]
+    with pytest.raises(Exception, match=r"unknown rule field\(s\) \[.shift.\]"):  # when parsed
         parser.parse_object(config)

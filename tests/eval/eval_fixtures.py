@@ -15,6 +15,12 @@ import torch
 from sklearn.datasets import load_sample_images
 
 from lit_rpe.eval import InceptionV3Layers, preprocess_uint8
+from lit_rpe.eval.swd import (
+    SWDResult,
+    laplacian_descriptors,
+    pyramid_resolutions,
+    swd_from_descriptors,
+)
 
 
 @cache
@@ -52,3 +58,17 @@ def calibrated_inception_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         layers(preprocess_uint8(photo_crops(10, 160, seed=1)))
     return layers.state_dict()
+
+
+def image_swd(real: torch.Tensor, fake: torch.Tensor, seed: int = 0) -> SWDResult:
+    """SWD between two image batches (N, C, H, W) of the same size: the package's descriptor
+    and distance functions composed as ``score_cell`` composes them."""
+    if real.shape[1:] != fake.shape[1:]:
+        raise ValueError(f"image shapes differ: {tuple(real.shape)} vs {tuple(fake.shape)}")
+    levels = pyramid_resolutions(*real.shape[-2:])
+    return swd_from_descriptors(
+        laplacian_descriptors(real, seed=seed),
+        laplacian_descriptors(fake, seed=seed),
+        levels,
+        seed=seed,
+    )

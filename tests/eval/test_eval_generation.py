@@ -7,10 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from lit_rpe.config import NetConfig, SamplingConfig
-from lit_rpe.eval.generation import chunks_of_rank, folder_to_npz, generate_to_folder
+from lit_rpe.config import NetConfig
+from lit_rpe.eval.generation import chunks_of_rank, generate_to_folder
 from lit_rpe.module import DiffusionModule
 from lit_rpe.posenc import InferenceRule
+from lit_rpe.sampler_settings import SamplerSettings
 
 NUM, BATCH, RES = 10, 4, 24
 
@@ -21,7 +22,7 @@ def tiny_module() -> DiffusionModule:
         net=NetConfig(name="DiT-N/2", encoder="rope", train_positions="rpe2d"),
         resolution=16,
         num_classes=3,
-        sampling=SamplingConfig(steps=3, method="heun"),
+        sampling=SamplerSettings(steps=3, method="heun"),
     )
     with torch.no_grad():  # leave the all-zero adaLN start so images depend on the weights
         for p in module.ema.parameters():
@@ -76,7 +77,7 @@ def test_one_and_two_processes_give_bit_identical_images(tmp_path):
     assert not np.array_equal(first, np.asarray(Image.open(tmp_path / "one" / "000001.png")))
 
 
-def test_rerun_generates_only_missing_images_and_exports_npz(tmp_path, monkeypatch):
+def test_rerun_generates_only_missing_images(tmp_path, monkeypatch):
     module = tiny_module()
     generate_to_folder(module, tmp_path, num_images=6, resolution=16, batch_size=4)
     (tmp_path / "000005.png").unlink()
@@ -89,10 +90,5 @@ def test_rerun_generates_only_missing_images_and_exports_npz(tmp_path, monkeypat
     )
     generate_to_folder(module, tmp_path, num_images=6, resolution=16, batch_size=4)
     assert calls == [[4, 5]]  # only the chunk holding the missing image
-    arr = np.load(folder_to_npz(tmp_path, tmp_path / "batch.npz", 6))["arr_0"]
-    assert arr.shape == (6, 16, 16, 3) and arr.dtype == np.uint8
-    (tmp_path / "000002.png").unlink()
-    with pytest.raises(FileNotFoundError, match="1 images missing"):
-        folder_to_npz(tmp_path, tmp_path / "b.npz", 6)
     with pytest.raises(ValueError, match="labels for"):
         generate_to_folder(module, tmp_path, num_images=6, resolution=16, labels=[0, 1])

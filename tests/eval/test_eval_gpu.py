@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from eval_fixtures import calibrated_inception_state_dict, photo_crops
+from eval_fixtures import calibrated_inception_state_dict, image_swd, photo_crops
 
 from lit_rpe.eval import (
     FeatureStatistics,
@@ -10,7 +10,6 @@ from lit_rpe.eval import (
     InceptionScoreAccumulator,
     precision_recall,
     resize_bilinear_tf1,
-    sliced_wasserstein_distance,
 )
 
 pytestmark = [
@@ -44,8 +43,8 @@ def compare_devices(device: str) -> None:
     real, fake = torch.randn(50, 8, generator=g), torch.randn(40, 8, generator=g) + 0.5
     assert precision_recall(real.to(device), fake.to(device)) == precision_recall(real, fake)
     blurred = images.flip(-1)
-    swd_device = sliced_wasserstein_distance(images.to(device), blurred.to(device))
-    swd_cpu = sliced_wasserstein_distance(images, blurred)
+    swd_device = image_swd(images.to(device), blurred.to(device))
+    swd_cpu = image_swd(images, blurred)
     assert swd_device.per_level == pytest.approx(swd_cpu.per_level, rel=1e-3)
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 import lit_rpe.eval.grid as grid_module
 from lit_rpe import precision
-from lit_rpe.config import NetConfig, SamplingConfig
+from lit_rpe.config import NetConfig
 from lit_rpe.data.validation import validation_batches
 from lit_rpe.eval.grid import run_grid
 from lit_rpe.eval.grid_spec import load_grid
@@ -30,6 +30,7 @@ from lit_rpe.eval.validation_loss import flow_validation_loss
 from lit_rpe.module import DiffusionModule
 from lit_rpe.posenc import InferenceRule
 from lit_rpe.provenance import file_sha256, suite_commit
+from lit_rpe.sampler_settings import SamplerSettings
 
 NUM_CLASSES = 3
 
@@ -40,7 +41,7 @@ def tiny_module() -> DiffusionModule:
         net=NetConfig(name="DiT-N/2", encoder="rope", train_positions="rpe2d"),
         resolution=16,
         num_classes=NUM_CLASSES,
-        sampling=SamplingConfig(steps=2, method="euler"),
+        sampling=SamplerSettings(steps=2, method="euler"),
     )
     with torch.no_grad():  # leave the all-zero adaLN start so outputs depend on the weights
         for p in module.ema.parameters():
@@ -85,7 +86,7 @@ def setup(tmp_path, monkeypatch):
         "models": [{"name": "tiny", "checkpoint": str(ckpt)}],
         "rules": ["rpe2d_even", {"name": "ntk", "timestep_shift": "auto"}],
         "resolutions": [16, 24, [16, 32]],
-        "num_samples": 8,
+        "num_images": 8,
         "batch_size": 4,
         "val_loss_images": 8,
         "val_loss_t": 2,
@@ -149,7 +150,7 @@ def test_grid_writes_table_csv_plot_and_grids_then_skips_finished_cells(setup, m
     with (out / "results.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 12
     calls.clear()  # a cell scored with other settings is not "finished" for this grid
-    run_grid(load_grid(rewrite(path, spec, num_samples=6, rules=["rpe2d_even"], resolutions=[16])))
+    run_grid(load_grid(rewrite(path, spec, num_images=6, rules=["rpe2d_even"], resolutions=[16])))
     assert [c["resolution"] for c in calls] == [(16, 16)]
 
 
@@ -277,7 +278,7 @@ def test_validation_loss_does_not_depend_on_batch_size(setup):
     "change, message",
     [
         ({"rulez": ["ntk"]}, "unknown key(s) ['rulez']"),
-        ({"rules": ["ntk_aware"]}, "unknown rule 'ntk_aware'"),
+        ({"rules": ["ntk_aware"]}, "unknown inference rule 'ntk_aware'"),
         ({"metrics": ["fid", "lpips"]}, "unknown metric(s) ['lpips']"),
         ({"models": [{"name": "x", "checkpoint": "nope.ckpt"}]}, "checkpoint(s) not found"),
         ({"resolutions": [17]}, "does not divide the patch grid"),

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from lit_rpe.eval.grid_spec import RuleEntry, load_grid, parse_rule
+from lit_rpe.eval.grid_spec import load_grid
 from lit_rpe.experiments import EXPERIMENTS_DIR, compose
+from lit_rpe.posenc import InferenceRule, parse_rule
 
 RPE2D_ADD_ONS = {
     "rpe2d_even+shift_auto",
@@ -23,9 +24,9 @@ def labels(name: str) -> set[str]:
 
 def test_rule_entries_carry_the_tau_mode_into_label_and_rule():
     entry = parse_rule({"name": "yarn", "tau_axes": "max"})
-    assert entry.label == "yarn+tau_max" and entry.inference_rule().tau_axes == "max"
-    assert RuleEntry("yarn").label == "yarn"  # per-axis is the default, not in the label
-    assert parse_rule("tasr").inference_rule().time_dependent
+    assert entry.label == "yarn+tau_max" and entry.tau_axes == "max"
+    assert InferenceRule("yarn").label == "yarn"  # per-axis is the default, not in the label
+    assert parse_rule("tasr").time_dependent
 
 
 def test_invalid_rule_entries_fail_when_read():
@@ -33,9 +34,11 @@ def test_invalid_rule_entries_fail_when_read():
         parse_rule({"name": "dype_yarn", "attention_scale": "yarn"})
     with pytest.raises(ValueError, match="valid: per_axis, max"):
         parse_rule({"name": "yarn", "tau_axes": "mean"})
-    with pytest.raises(ValueError, match="unknown key"):
+    with pytest.raises(ValueError, match="apply to dype_"):
         parse_rule({"name": "tasr", "lambda_s": 2.0})
-    with pytest.raises(ValueError, match="unknown rule 'tasr_dynamic'"):
+    with pytest.raises(ValueError, match="unknown rule field"):
+        parse_rule({"name": "tasr", "lambda": 2.0})
+    with pytest.raises(ValueError, match="unknown inference rule 'tasr_dynamic'"):
         parse_rule("tasr_dynamic")
 
 

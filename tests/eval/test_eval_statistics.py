@@ -15,9 +15,7 @@ from lit_rpe.distributed import all_gather_rows
 from lit_rpe.eval import (
     FeatureStatistics,
     InceptionScoreAccumulator,
-    fid_from_statistics,
     fid_result_from_statistics,
-    frechet_distance,
     frechet_result,
     inception_score,
     save_statistics_npz,
@@ -43,18 +41,18 @@ def test_frechet_distance_of_diagonal_gaussians_by_hand():
     var1, var2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 1.0])
     # For commuting covariances: |mu1 - mu2|^2 + sum (sqrt(var1) - sqrt(var2))^2 = 5 + 6.
     for method in ("sqrtm", "eigh"):
-        d = frechet_distance(mu1, np.diag(var1), mu2, np.diag(var2), method=method)
+        d = frechet_result(mu1, np.diag(var1), mu2, np.diag(var2), method=method).value
         assert d == pytest.approx(11.0, abs=1e-10)
 
 
 def test_fid_of_a_set_with_itself_is_zero_and_fid_is_symmetric():
     a = FeatureStatistics(24).update(correlated_features(400, 24, seed=0))
     b = FeatureStatistics(24).update(correlated_features(300, 24, seed=1, shift=0.3))
-    assert abs(fid_from_statistics(a, a)) < 1e-9
-    ab, ba = fid_from_statistics(a, b), fid_from_statistics(b, a)
+    assert abs(fid_result_from_statistics(a, a).value) < 1e-9
+    ab, ba = fid_result_from_statistics(a, b).value, fid_result_from_statistics(b, a).value
     assert ab > 0.1
     assert ab == pytest.approx(ba, rel=1e-9)
-    assert fid_from_statistics(a, b, method="eigh") == pytest.approx(ab, rel=1e-9)
+    assert fid_result_from_statistics(a, b, method="eigh").value == pytest.approx(ab, rel=1e-9)
 
 
 def test_streamed_chunks_on_two_ranks_equal_a_direct_computation():
@@ -77,7 +75,7 @@ def test_streamed_chunks_on_two_ranks_equal_a_direct_computation():
     )
     fake_stats = FeatureStatistics(32).update(fake.float())
     expected = reference_fid(direct, fake.float().double().numpy())
-    assert fid_from_statistics(merged, fake_stats) == pytest.approx(expected, rel=1e-9)
+    assert fid_result_from_statistics(merged, fake_stats).value == pytest.approx(expected, rel=1e-9)
 
 
 def test_singular_covariances_stay_finite():
@@ -85,8 +83,8 @@ def test_singular_covariances_stay_finite():
     # sqrtm's root then carries rounding noise that the real part and the eigh route remove.
     x = FeatureStatistics(64).update(correlated_features(20, 64, seed=4))
     y = FeatureStatistics(64).update(correlated_features(20, 64, seed=5, shift=0.1))
-    exact = fid_from_statistics(x, y, method="eigh")
-    via_sqrtm = fid_from_statistics(x, y)
+    exact = fid_result_from_statistics(x, y, method="eigh").value
+    via_sqrtm = fid_result_from_statistics(x, y).value
     assert np.isfinite(exact) and np.isfinite(via_sqrtm)
     assert via_sqrtm == pytest.approx(exact, rel=1e-6)
 
@@ -103,7 +101,7 @@ def test_nonfinite_root_retries_with_the_eps_offset(monkeypatch):
     monkeypatch.setattr("lit_rpe.eval.statistics.scipy.linalg.sqrtm", flaky_sqrtm)
     s1, s2 = np.diag([1.0, 4.0]), np.diag([9.0, 0.0])
     with pytest.warns(UserWarning, match="singular"):
-        d = frechet_distance(np.zeros(2), s1, np.zeros(2), s2, eps=1e-2)
+        d = frechet_result(np.zeros(2), s1, np.zeros(2), s2, eps=1e-2).value
     assert len(calls) == 2
     np.testing.assert_allclose(calls[1], (s1 + 0.01 * np.eye(2)) @ (s2 + 0.01 * np.eye(2)))
     root_trace = np.sqrt(1.01 * 9.01) + np.sqrt(4.01 * 0.01)
@@ -131,7 +129,7 @@ def test_rank_deficient_covariance_root_is_retried_finite_and_reported():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = fid_result_from_statistics(x, y)
-        exact = fid_from_statistics(x, y, method="eigh")
+        exact = fid_result_from_statistics(x, y, method="eigh").value
         assert np.isfinite(result.value)
         assert result.value == pytest.approx(exact, rel=1e-5)
         assert result.retried == broken
@@ -160,7 +158,7 @@ def test_large_imaginary_root_retries_with_the_eps_offset(monkeypatch):
     assert float(result) == pytest.approx(15.0 - 2 * root_trace, rel=1e-9)
     # the float API is unchanged, and a clean root is not retried
     monkeypatch.setattr("lit_rpe.eval.statistics.scipy.linalg.sqrtm", real_sqrtm)
-    assert frechet_distance(np.zeros(2), s1, np.zeros(2), s2) == pytest.approx(15.0 - 2 * 5.0)
+    assert frechet_result(np.zeros(2), s1, np.zeros(2), s2).value == pytest.approx(15.0 - 2 * 5.0)
     assert not frechet_result(np.zeros(2), s1, np.zeros(2), s2).retried
 
 
@@ -170,7 +168,7 @@ def test_root_still_broken_after_the_retry_raises(monkeypatch):
     )
     with pytest.warns(UserWarning, match="not finite"):
         with pytest.raises(ValueError, match="even with 1e-06 added.*method='eigh'"):
-            frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.eye(2))
+            frechet_result(np.zeros(2), np.eye(2), np.zeros(2), np.eye(2))
 
 
 def test_npz_round_trip_and_merge_after_loading(tmp_path):
@@ -198,7 +196,7 @@ def test_pool_and_spatial_statistics_share_a_file_with_adm_key_names(tmp_path):
     with np.load(path) as data:
         assert {"mu", "sigma", "mu_s", "sigma_s"} <= set(data)
     loaded = FeatureStatistics.load_npz(path, suffix="_s")
-    assert abs(fid_from_statistics(loaded, spatial)) < 1e-9
+    assert abs(fid_result_from_statistics(loaded, spatial).value) < 1e-9
     # ADM's reference batches have no n: it has to be given.
     adm = tmp_path / "adm.npz"
     np.savez(adm, mu=pool.mean.numpy(), sigma=pool.covariance().numpy())
@@ -224,9 +222,9 @@ def test_agrees_with_torchmetrics_fid():
     metric = FrechetInceptionDistance(feature=_FeaturesAsImages())
     metric.update(real.float(), real=True)
     metric.update(fake.float(), real=False)
-    ours = fid_from_statistics(
+    ours = fid_result_from_statistics(
         FeatureStatistics(16).update(real.float()), FeatureStatistics(16).update(fake.float())
-    )
+    ).value
     assert metric.compute().item() == pytest.approx(ours, rel=1e-5)
 
 

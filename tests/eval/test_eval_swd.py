@@ -5,9 +5,9 @@ import pytest
 import scipy.ndimage
 import torch
 import torch.nn.functional as F
-from eval_fixtures import photo_crops
+from eval_fixtures import image_swd, photo_crops
 
-from lit_rpe.eval import laplacian_descriptors, laplacian_pyramid, sliced_wasserstein_distance
+from lit_rpe.eval import laplacian_descriptors, laplacian_pyramid
 from lit_rpe.eval.swd import (
     patch_corners,
     pyr_down,
@@ -82,16 +82,14 @@ def test_descriptors_are_the_7x7_patches_at_positions_seeded_per_image():
 
 
 def test_identical_sets_are_at_distance_zero(photos):
-    result = sliced_wasserstein_distance(photos, photos.clone(), seed=3)
+    result = image_swd(photos, photos.clone(), seed=3)
     assert result.per_level == [0.0, 0.0, 0.0]
     assert result.average == 0.0
     assert result.resolutions == [(64, 64), (32, 32), (16, 16)]
 
 
 def test_more_blur_gives_larger_distance_at_every_level(photos):
-    results = [
-        sliced_wasserstein_distance(photos, gaussian_blur(photos, s)) for s in (0.5, 1.0, 2.0)
-    ]
+    results = [image_swd(photos, gaussian_blur(photos, s)) for s in (0.5, 1.0, 2.0)]
     for level in range(3):
         values = [r.per_level[level] for r in results]
         assert values[0] < values[1] < values[2], values
@@ -102,17 +100,17 @@ def test_more_blur_gives_larger_distance_at_every_level(photos):
 
 def test_deterministic_given_a_seed(photos):
     blurred = gaussian_blur(photos, 1.0)
-    first = sliced_wasserstein_distance(photos, blurred, seed=5)
-    assert sliced_wasserstein_distance(photos, blurred, seed=5) == first
-    other_seed = sliced_wasserstein_distance(photos, blurred, seed=6)
+    first = image_swd(photos, blurred, seed=5)
+    assert image_swd(photos, blurred, seed=5) == first
+    other_seed = image_swd(photos, blurred, seed=6)
     assert other_seed != first
     assert other_seed.average == pytest.approx(first.average, rel=0.2)
 
 
 def test_float_images_in_any_affine_range_give_the_same_distance(photos):
     blurred = gaussian_blur(photos, 1.0)
-    from_uint8 = sliced_wasserstein_distance(photos, blurred)
-    signed = sliced_wasserstein_distance(photos.float() / 127.5 - 1, blurred.float() / 127.5 - 1)
+    from_uint8 = image_swd(photos, blurred)
+    signed = image_swd(photos.float() / 127.5 - 1, blurred.float() / 127.5 - 1)
     np.testing.assert_allclose(signed.per_level, from_uint8.per_level, rtol=1e-4)
 
 
@@ -134,8 +132,8 @@ def test_streamed_descriptors_and_unequal_set_sizes(photos):
     assert swd_from_descriptors(streamed(photos), streamed(blurred), resolutions) == whole
     # Unequal sizes: the larger set is subsampled. The same photos probed at other positions
     # (indices 32..63) stay closer than different crops of the photos.
-    resampled = sliced_wasserstein_distance(photos, torch.cat([photos, photos]), seed=4)
-    different = sliced_wasserstein_distance(photos, photo_crops(32, 64, seed=9), seed=4)
+    resampled = image_swd(photos, torch.cat([photos, photos]), seed=4)
+    different = image_swd(photos, photo_crops(32, 64, seed=9), seed=4)
     assert all(v > 0 for v in resampled.per_level)
     assert resampled.average < 0.6 * different.average
 

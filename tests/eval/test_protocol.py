@@ -17,7 +17,7 @@ from data_fixtures import write_shard_set
 from safetensors.torch import load_file, save_file
 
 import lit_rpe.provenance as provenance
-from lit_rpe.config import NetConfig, SamplingConfig
+from lit_rpe.config import NetConfig
 from lit_rpe.eval.protocol import (
     DEFINING_FIELDS,
     ProtocolCard,
@@ -34,6 +34,7 @@ from lit_rpe.module import DiffusionModule
 from lit_rpe.official import OfficialModel
 from lit_rpe.posenc import InferenceRule
 from lit_rpe.sampler import RuleNotApplicable
+from lit_rpe.sampler_settings import SamplerSettings
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
@@ -44,7 +45,7 @@ def pixel_module(**sampling) -> DiffusionModule:
         net=NetConfig(name="DiT-N/2", encoder="rope", train_positions="grid"),
         resolution=16,
         num_classes=3,
-        sampling=SamplingConfig(steps=3, method="euler", cfg_scale=2.5, **sampling),
+        sampling=SamplerSettings(steps=3, method="euler", cfg_scale=2.5, **sampling),
     ).eval()
 
 

@@ -2,7 +2,8 @@
 
 import torch
 
-from lit_rpe.flow import guided_velocity, sample_ode, seeded_noise
+from lit_rpe.flow import sample_ode, seeded_noise
+from lit_rpe.guidance import guided_velocity
 from lit_rpe.models import DiT
 from lit_rpe.posenc import InferenceRule
 

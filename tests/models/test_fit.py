@@ -220,13 +220,12 @@ def test_lit_rpe_sample_official_fit_writes_a_grid(tmp_path, files, vae_folder):
             "--official_options={num_heads: 2, context_size: 64, ori_max_pe_len: 8}",
             f"--vae_path={vae_folder}",
             "--resolution=[64,128]",
-            "--rule=ntk",
-            "--model.sampling.attention_scale=fit_pro2",
+            "--rule={name: ntk, attention_scale: fit_pro2}",
             "--num_images=2",
             "--steps=4",
         ]
     )
-    assert (tmp_path / "run" / "samples" / "ntk_64x128.png").is_file()
+    assert (tmp_path / "run" / "samples" / "ntk+attn_fit_pro2_64x128.png").is_file()
 
 
 def test_dopri5_runs_time_dependent_rules_past_the_solvers_last_stage(files):

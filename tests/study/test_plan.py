@@ -54,13 +54,13 @@ def test_a_seed_grid_scores_that_seeds_checkpoints_with_its_own_noise(tmp_path, 
     assert [m.checkpoint for m in spec.models] == [
         f"{seed_run_dir(m.checkpoint, 3)}/checkpoints/last.ckpt" for m in base.models
     ]
-    assert (spec.rules, spec.resolutions, spec.num_samples) == (
+    assert (spec.rules, spec.resolutions, spec.num_images) == (
         base.rules,
         base.resolutions,
-        base.num_samples,
+        base.num_images,
     )
     # images of different seeds start from different noise
-    assert eval_seed(2) - eval_seed(1) >= spec.num_samples
+    assert eval_seed(2) - eval_seed(1) >= spec.num_images
 
 
 def test_a_plan_refuses_too_few_or_repeated_seeds_and_no_workers():

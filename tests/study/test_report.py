@@ -53,7 +53,7 @@ def study(tmp_path, monkeypatch):
         ],
         "rules": ["extrapolate", "rpe2d_even"],
         "resolutions": [16, 32],
-        "num_samples": N,
+        "num_images": N,
     }
     (tmp_path / "grid.yaml").write_text(json.dumps(grid))
     root = tmp_path / "runs/toy"
