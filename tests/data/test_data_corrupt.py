@@ -11,8 +11,11 @@ import pytest
 from data_fixtures import encode, smooth_image
 
 from lit_rpe.data import ImageShardDataModule
+from lit_rpe.data.read_config import ShardReadConfig
 from lit_rpe.data.tar_io import write_tar
 
+# These shards are a quarter bad on purpose: lift the skipped-sample limit to see every skip.
+NO_LIMIT = ShardReadConfig(max_skipped_fraction=1.0)
 BAD = {"cut": "cannot decode", "garbage": "cannot open", "nolabel": "no label", "range": "outside"}
 
 
@@ -49,6 +52,7 @@ def test_bad_samples_are_skipped_counted_and_logged(dirty_shards, caplog):
         num_workers=0,
         shuffle_buffer=4,
         samples_per_epoch=16,
+        read=NO_LIMIT,
     )
     with caplog.at_level(logging.WARNING, logger="lit_rpe.data"):
         batches = list(dm.train_dataloader())
@@ -95,6 +99,7 @@ def test_worker_processes_report_what_they_skip(dirty_shards):
         num_workers=2,
         shuffle_buffer=4,
         samples_per_epoch=32,
+        read=NO_LIMIT,
     )
     batches = list(dm.train_dataloader())
     assert all(k.startswith("good") for b in batches for k in b["key"])
@@ -120,6 +125,7 @@ def test_a_shard_that_becomes_unreadable_is_skipped_and_counted(dirty_shards, ca
         num_workers=0,
         shuffle_buffer=0,
         samples_per_epoch=8,
+        read=NO_LIMIT,
     )
     with caplog.at_level(logging.WARNING, logger="lit_rpe.data"):
         batches = list(dm.train_dataloader())
