@@ -73,9 +73,11 @@ def is_permanent(err: BaseException) -> bool:
 
 
 def describe(err: BaseException) -> str:
-    """One line for a log or an error: the exception's type and message."""
+    """One line for a log or an error: the exception's type and message, and its cause's (fsspec
+    reports an HTTP 403 as a ``FileNotFoundError`` caused by the response error)."""
     text = str(err).splitlines()[0] if str(err) else ""
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+    line = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return f"{line} ({describe(err.__cause__)})" if err.__cause__ is not None else line
 
 
 def with_retries(

@@ -61,8 +61,8 @@ def parent_url(url: str) -> str:
 
 def filesystem_options(protocol: str, config: ShardReadConfig) -> dict[str, Any]:
     """The fsspec options of ``protocol``: ``config.storage_options`` plus the read timeouts
-    (the filesystem's own retries are turned off where it has them, since the reader retries
-    with resumption at the byte; see ``shard_reader``)."""
+    (botocore's own retries are turned off, since the reader retries with resumption at the
+    byte; see ``shard_reader``)."""
     options = dict(config.storage_options.get(protocol, {}))
     if protocol in ("http", "https"):
         import aiohttp  # fsspec's HTTP filesystem is built on it
@@ -72,7 +72,6 @@ def filesystem_options(protocol: str, config: ShardReadConfig) -> dict[str, Any]
         )
         options.setdefault("client_kwargs", {"timeout": timeout})
     elif protocol in ("s3", "s3a"):
-        options.setdefault("retries", 1)
         options.setdefault(
             "config_kwargs",
             {

@@ -18,10 +18,11 @@ class Faults:
     """What the server does wrong. ``once[name]``: faults used up one per GET of that file
     (``"503"``, ``"drop"``: half the body then the connection is cut, ``"stall"``: no body for
     ``stall_s``); ``cut[name]``: the file's bytes end there for every GET (the size announced
-    stays whole). ``requests`` records ``(method, path, range)`` of everything asked."""
+    stays whole); ``forbidden``: files answered with 403. ``requests`` records ``(method, path, range)`` of everything asked."""
 
     once: dict[str, list[str]] = field(default_factory=dict)
     cut: dict[str, int] = field(default_factory=dict)
+    forbidden: set[str] = field(default_factory=set)
     stall_s: float = 5.0
     requests: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -40,8 +41,8 @@ def _handler(root: Path, faults: Faults) -> type[BaseHTTPRequestHandler]:
         def do_HEAD(self) -> None:
             faults.requests.append(("HEAD", self.path, ""))
             path = self._file()
-            if path is None:
-                self.send_error(404)
+            if path is None or path.name in faults.forbidden:
+                self.send_error(404 if path is None else 403)
                 return
             self.send_response(200)
             self.send_header("Content-Length", str(path.stat().st_size))
@@ -52,8 +53,8 @@ def _handler(root: Path, faults: Faults) -> type[BaseHTTPRequestHandler]:
             wanted = self.headers.get("Range", "")
             faults.requests.append(("GET", self.path, wanted))
             path = self._file()
-            if path is None:
-                self.send_error(404)
+            if path is None or path.name in faults.forbidden:
+                self.send_error(404 if path is None else 403)
                 return
             name = path.name
             fault = faults.once[name].pop(0) if faults.once.get(name) else None

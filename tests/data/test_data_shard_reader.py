@@ -138,6 +138,14 @@ def test_a_missing_shard_is_an_error_at_set_up_naming_its_url(served):
         data.setup("fit")
 
 
+def test_access_denied_is_an_error_at_set_up_naming_the_url_without_retries(served, caplog):
+    _, url, faults = served
+    faults.forbidden.add("shard-000001.tar")
+    with pytest.raises(RemoteSetupError, match=f"{url}/shard-000001.tar: size: .*403"):
+        _module(f"{url}/{NAMES}", read=FAST).setup("fit")
+    assert not any("retry" in r.getMessage() for r in caplog.records)  # a denial is final
+
+
 def test_without_a_manifest_the_error_says_how_to_make_one(served):
     paths, url, _ = served
     (Path(paths[0]).parent / "shards.json").unlink()
