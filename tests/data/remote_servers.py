@@ -18,7 +18,8 @@ class Faults:
     """What the server does wrong. ``once[name]``: faults used up one per GET of that file
     (``"503"``, ``"drop"``: half the body then the connection is cut, ``"stall"``: no body for
     ``stall_s``); ``cut[name]``: the file's bytes end there for every GET (the size announced
-    stays whole); ``forbidden``: files answered with 403. ``requests`` records ``(method, path, range)`` of everything asked."""
+    stays whole); ``forbidden``: files answered with 403. ``requests`` records
+    ``(method, path, range)`` of everything asked."""
 
     once: dict[str, list[str]] = field(default_factory=dict)
     cut: dict[str, int] = field(default_factory=dict)
