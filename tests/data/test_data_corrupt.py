@@ -14,6 +14,7 @@ from data_fixtures import encode, smooth_image, write_shard_set
 from lit_rpe.data import ImageShardDataModule
 from lit_rpe.data.make_manifest import manifest_entries
 from lit_rpe.data.read_config import ShardReadConfig, TooManySkippedSamples
+from lit_rpe.data.shard_list import write_manifest
 from lit_rpe.data.tar_io import ShardReadError, write_tar
 
 # These shards are a quarter bad on purpose: lift the skipped-sample limit to see every skip.
