@@ -20,6 +20,7 @@ import logging
 import os
 import select
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from typing import BinaryIO
@@ -183,14 +184,17 @@ class PipeReader(io.RawIOBase):
         self.shard, self.command, self.config = shard, shard[len(PIPE_PREFIX) :], config
         self.delivered = 0
         self._process: subprocess.Popen | None = None
+        self._stderr: BinaryIO | None = None
 
     def readable(self) -> bool:
         return True
 
     def _start(self) -> None:
         self._stop()
+        # stderr goes to a file: a pipe nobody reads would stall a chatty command
+        self._stderr = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
-            self.command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            self.command, shell=True, stdout=subprocess.PIPE, stderr=self._stderr
         )
         to_skip = self.delivered
         while to_skip:
@@ -207,7 +211,8 @@ class PipeReader(io.RawIOBase):
             raise TimeoutError(f"no output within {self.config.timeout_s} s")
         chunk = os.read(fd, n)
         if not chunk and self._process.wait(timeout=self.config.timeout_s) != 0:
-            stderr = self._process.stderr.read().decode(errors="replace").strip()
+            self._stderr.seek(0)
+            stderr = self._stderr.read().decode(errors="replace").strip()
             raise OSError(f"exit status {self._process.returncode}: {stderr[-200:]}")
         return chunk
 
@@ -215,8 +220,8 @@ class PipeReader(io.RawIOBase):
         if self._process is not None:
             self._process.kill()
             self._process.wait()
-            for stream in (self._process.stdout, self._process.stderr):
-                stream.close()
+            self._process.stdout.close()
+            self._stderr.close()
             self._process = None
 
     def readinto(self, buffer) -> int:
