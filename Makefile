@@ -100,7 +100,7 @@ latents: $(STAMP) ## Precompute VAE latents: make latents SHARDS=<in> OUT=<dir> 
 	@test -n "$(SHARDS)" -a -n "$(OUT)" -a -n "$(VAE)" || { echo "usage: make latents SHARDS=<image shards> OUT=<folder> VAE=<local AutoencoderKL folder> [RES=256] [ZOOM=1.0]"; exit 2; }
 	$(PY) -m lit_rpe.datasets.precompute_latents --shards "$(SHARDS)" --out "$(OUT)" --vae "$(VAE)" --resolution $(or $(RES),256) --zoom $(or $(ZOOM),1.0)
 
-bench-loader: $(STAMP) ## Loader throughput: streaming shards vs naive decode-then-resize
+bench-loader: $(STAMP) ## Loader throughput: streaming shards vs naive decode-then-resize; local vs loopback HTTP
 	$(PY) bench/bench_loader.py
 
 # ---- performance benchmarks (issue 8): each prints its configuration and a markdown table ----
