@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from fsspec.exceptions import FSTimeoutError
 
@@ -39,6 +39,7 @@ from lit_rpe.data.shard_url import (
 from lit_rpe.data.tar_io import ShardReadError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Faults a later attempt can fix. Missing files and denied access (FileNotFoundError,
 # PermissionError: what fsspec raises for 404 / 403 / an unknown bucket) are not among them.
@@ -81,9 +82,7 @@ def describe(err: BaseException) -> str:
     return f"{line} ({describe(err.__cause__)})" if err.__cause__ is not None else line
 
 
-def with_retries(
-    shard: str, what: str, attempt: Callable[[], bytes], config: ShardReadConfig
-) -> bytes:
+def with_retries(shard: str, what: str, attempt: Callable[[], T], config: ShardReadConfig) -> T:
     """``attempt()`` retried with backoff on transient faults; ``ShardReadError`` naming the
     shard, ``what`` was being read and the last fault once ``config.retries`` are spent."""
     fault: BaseException | None = None
