@@ -62,6 +62,8 @@ def _size(url: str, config: ShardReadConfig) -> int:
         )
     except ShardReadError as err:
         raise RemoteSetupError(str(err)) from err
+    if info.get("size") is None:  # ranged reads need it: a server that hides it cannot serve
+        raise RemoteSetupError(f"{url}: the server reports no size (no Content-Length)")
     return int(info["size"])
 
 

@@ -121,8 +121,9 @@ class RangedReader(io.RawIOBase):
         self.url, self.config = url, config
         self.fs, self.path = open_filesystem(url, config)
         if size is None:
-            info = with_retries(url, "size", self._info, config)
-            size = int(info["size"])
+            size = with_retries(url, "size", self._info, config).get("size")
+            if size is None:
+                raise ShardReadError(url, "the server reports no size (no Content-Length)")
         self.size = int(size)
         self.pos = 0
         self._block_start, self._block = 0, b""

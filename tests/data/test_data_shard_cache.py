@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -44,15 +44,20 @@ def test_a_cached_shard_is_downloaded_once_and_read_from_disk(served, tmp_path: 
     assert Path(tmp_path / "cache" / cached[0]).read_bytes() == Path(paths[1]).read_bytes()
 
 
+def _fetch_in_a_process(folder: str, url: str) -> bytes:
+    """What a rank or loader worker does: fetch through the shared cache, read the copy."""
+    return ShardCache(folder, 1 << 30).fetch(url, ShardReadConfig(block_size=4096)).read_bytes()
+
+
 def test_processes_fetching_the_same_shard_at_once_each_get_the_whole_file(served, tmp_path):
     paths, base, _ = served
-    cache = ShardCache(tmp_path / "cache", 1 << 30)
-    config = ShardReadConfig(block_size=4096)
-    url = f"{base}/shard-000000.tar"
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        got = list(pool.map(lambda _: cache.fetch(url, config).read_bytes(), range(4)))
+    url, folder = f"{base}/shard-000000.tar", str(tmp_path / "cache")
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(3) as pool:
+        got = pool.starmap(_fetch_in_a_process, [(folder, url)] * 3)
     assert all(data == Path(paths[0]).read_bytes() for data in got)
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == [cache.path_for(url).name]
+    names = [p.name for p in (tmp_path / "cache").iterdir()]
+    assert names == [ShardCache(folder, 1).path_for(url).name]  # no .partial left behind
 
 
 def test_the_least_recently_used_shards_leave_a_full_cache(served, tmp_path: Path):
