@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import socket
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,12 @@ def test_a_failing_pipe_is_an_error_naming_the_command(tmp_path: Path):
     config = ShardReadConfig(retries=1, retry_delay_s=0.01)
     with pytest.raises(ShardReadError, match="pipe:echo oops >&2; exit 3: .*exit status 3: oops"):
         list(ShardSource(config).samples("pipe:echo oops >&2; exit 3"))
+
+
+def test_an_unreachable_server_is_an_error_at_set_up_after_its_retries():
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/train"
+    with pytest.raises(RemoteSetupError, match=f"{url}/shards.json: reading: gave up after 2 ret"):
+        _module(f"{url}/{NAMES}", read=FAST).setup("fit")
