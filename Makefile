@@ -100,9 +100,8 @@ latents: $(STAMP) ## Precompute VAE latents: make latents SHARDS=<in> OUT=<dir> 
 	@test -n "$(SHARDS)" -a -n "$(OUT)" -a -n "$(VAE)" || { echo "usage: make latents SHARDS=<image shards> OUT=<folder> VAE=<local AutoencoderKL folder> [RES=256] [ZOOM=1.0]"; exit 2; }
 	$(PY) -m lit_rpe.datasets.precompute_latents --shards "$(SHARDS)" --out "$(OUT)" --vae "$(VAE)" --resolution $(or $(RES),256) --zoom $(or $(ZOOM),1.0)
 
-# PYTHONPATH=.: bench_loader.py imports bench/bench_utils.py, which re-exports bench.common.
-bench-loader: $(STAMP) ## Loader throughput: streaming shards vs naive decode-then-resize
-	PYTHONPATH=. $(PY) bench/bench_loader.py
+bench-loader: $(STAMP) ## Loader throughput: streaming shards vs naive decode-then-resize; local vs loopback HTTP
+	$(PY) -m bench.cpu.loader $(ARGS)
 
 # ---- performance benchmarks (issue 8): each prints its configuration and a markdown table ----
 .PHONY: bench bench-train bench-sampling bench-memory bench-gpu gpu-check bench-reference bench-study

@@ -6,6 +6,9 @@
   iterated and carries the resume state.
 - ``validation``: ``validation_batches``, centre-cropped validation images for evaluation.
 - ``shard_list``, ``tar_io``: shard patterns, counts, ``classes.json``; reading and writing tars.
+- ``read_config``, ``shard_url``, ``shard_reader``, ``shard_source``, ``shard_cache``,
+  ``remote_manifest``, ``make_manifest``: shards behind URLs and ``pipe:`` commands (timeouts,
+  retries, resumption, cache, manifests) and the limit on skipped samples.
 - ``decode``, ``transforms``, ``latent_transforms``: image decoding, crops with their boxes;
   ``samples``: raw sample -> decoded crop -> batch dict.
 
@@ -26,9 +29,12 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "RandomResizedCropWithBox": "transforms",
         "RawSample": "tar_io",
         "SampleDecoder": "samples",
+        "ShardReadConfig": "read_config",
+        "ShardSource": "shard_source",
         "ShardReadError": "tar_io",
         "ShardStream": "stream",
         "StreamLoader": "loader",
+        "TooManySkippedSamples": "read_config",
         "adm_center_crop": "transforms",
         "collate": "samples",
         "expand_shards": "shard_list",

@@ -26,6 +26,7 @@ from lightning.pytorch import LightningDataModule
 
 from lit_rpe.data.latent_transforms import LatentCropWithBox
 from lit_rpe.data.loader import StreamLoader
+from lit_rpe.data.read_config import ShardReadConfig
 from lit_rpe.data.samples import CropTransform, SampleDecoder
 from lit_rpe.data.shard_list import (
     expand_shards,
@@ -33,6 +34,7 @@ from lit_rpe.data.shard_list import (
     read_manifest,
     shard_sample_counts,
 )
+from lit_rpe.data.shard_source import ShardSource
 from lit_rpe.data.stream import ShardStream
 from lit_rpe.data.stream_plan import rank_batch_sizes
 from lit_rpe.data.transforms import CenterCropWithBox, RandomResizedCropWithBox
@@ -69,6 +71,8 @@ class ImageShardDataModule(LightningDataModule):
         precomputed_latents: the shards hold VAE latents (``precompute_latents``); crops are
             cut in latent space and ``image`` holds latents.
         latent_downsample: pixels per latent cell (default: from the latent shards' manifest).
+        read: how shards are read: timeouts, retries and the local cache of shards behind URLs,
+            the limit on skipped samples (``ShardReadConfig``; ``--data.read.retries=8``).
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class ImageShardDataModule(LightningDataModule):
         classes_file: str | None = None,
         precomputed_latents: bool = False,
         latent_downsample: int | None = None,
+        read: ShardReadConfig = ShardReadConfig(),
     ):
         super().__init__()
         self.resolution = as_height_width(resolution)
@@ -108,8 +113,10 @@ class ImageShardDataModule(LightningDataModule):
             raise ValueError(f"unknown augmentation {augmentation!r}")
         if max_zoom < 1.0:
             raise ValueError(f"max_zoom must be >= 1, got {max_zoom}")
-        # num_classes is also the (linked) module hparam; an override of None here would clash
-        self.save_hyperparameters(ignore=["num_classes"])
+        # num_classes is also the (linked) module hparam; an override of None here would clash.
+        # read: how to reach the data, not what was trained on; and a dataclass in a checkpoint
+        # would make torch's weights-only loader refuse the file wherever this class is unknown.
+        self.save_hyperparameters(ignore=["num_classes", "read"])
         self.train_shards, self.val_shards = train_shards, val_shards
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
         self.num_workers, self.shuffle_buffer = num_workers, shuffle_buffer
@@ -119,6 +126,7 @@ class ImageShardDataModule(LightningDataModule):
         self._num_classes, self.classes_file = num_classes, classes_file
         self.yields_latents = precomputed_latents
         self.latent_downsample = latent_downsample
+        self.read = read
         self._expanded: dict[str, list[str]] = {}
         self._sample_counts: dict[str, list[int]] = {}
         self._is_set_up = False
@@ -131,7 +139,7 @@ class ImageShardDataModule(LightningDataModule):
     def classes(self) -> dict[str, int]:
         """Class name -> index from ``classes.json``; ``FileNotFoundError`` without one."""
         if self._classes is None:
-            self._classes = read_classes(self._paths("train"), self.classes_file)
+            self._classes = read_classes(self._paths("train"), self.classes_file, self.read)
         return self._classes
 
     @property
@@ -150,7 +158,7 @@ class ImageShardDataModule(LightningDataModule):
 
     def _counts(self, split: str) -> list[int]:
         if split not in self._sample_counts:
-            self._sample_counts[split] = shard_sample_counts(self._paths(split))
+            self._sample_counts[split] = shard_sample_counts(self._paths(split), config=self.read)
         return self._sample_counts[split]
 
     def setup(self, stage: str | None = None) -> None:
@@ -196,6 +204,7 @@ class ImageShardDataModule(LightningDataModule):
         return rank_and_world()
 
     def _loader(self, stream: ShardStream, train: bool) -> StreamLoader:
+        budget = self.read.skip_budget(sum(stream.batch_sizes)) if train else None
         # ShardStream plans every worker of every rank, so its length is exact; Lightning's
         # generic caution about IterableDataset lengths does not apply to it.
         warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
@@ -204,6 +213,7 @@ class ImageShardDataModule(LightningDataModule):
             position=self._train_position if train else None,
             on_batch=self._count_batch if train else None,
             state=self if train else None,
+            skip_budget=budget if self.read.max_skipped_fraction < 1 else None,
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
         )
@@ -235,6 +245,7 @@ class ImageShardDataModule(LightningDataModule):
             seed=self.seed,
             shuffle=True,
             shuffle_buffer=self.shuffle_buffer,
+            source=ShardSource(self.read),
         )
         return self._loader(stream, train=True)
 
@@ -256,6 +267,7 @@ class ImageShardDataModule(LightningDataModule):
             world_size=world,
             num_workers=self.num_workers,
             seed=self.seed,
+            source=ShardSource(self.read),
         )
         return self._loader(stream, train=False)
 

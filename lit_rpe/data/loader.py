@@ -17,6 +17,11 @@ Resuming. The train loader has Lightning's stateful-loader interface (``state_di
 restores it before iterating, so it knows the loader continues the interrupted epoch exactly.
 The state is the data module's (epoch and batches consumed); restoring it twice, from the data
 module's own entry of the checkpoint and from the loader's, is the same.
+
+Skipped samples. Every batch counts the samples its worker skipped (``corrupt``); the train
+loader adds them up per epoch and stops with ``TooManySkippedSamples`` once they exceed the
+epoch's budget (``ShardReadConfig.max_skipped_fraction``), instead of training on a fraction of
+the data.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any, Protocol
 
 from torch.utils.data import DataLoader
 
+from lit_rpe.data.read_config import TooManySkippedSamples
 from lit_rpe.data.stream import ShardStream
 
 # What a worker unpickles and runs: the stream (torch, numpy, the tar reader, the decoders) and
@@ -64,7 +70,8 @@ class StreamLoader(DataLoader):
     ``on_batch()`` is called for every batch handed out (the data module counts consumed
     batches with it when no trainer tracks them). ``state``: the train stream's position, which
     ``state_dict`` / ``load_state_dict`` read and restore (None: a stream that always starts
-    at its beginning, such as validation; its state is empty)."""
+    at its beginning, such as validation; its state is empty). ``skip_budget``: samples an
+    epoch may skip before ``TooManySkippedSamples`` (``None``: no limit)."""
 
     def __init__(
         self,
@@ -72,6 +79,7 @@ class StreamLoader(DataLoader):
         position: Callable[[int], tuple[int, int]] | None = None,
         on_batch: Callable[[], None] | None = None,
         state: StreamState | None = None,
+        skip_budget: int | None = None,
         **kwargs: Any,
     ):
         if kwargs.get("num_workers", 0) > 0:
@@ -80,6 +88,7 @@ class StreamLoader(DataLoader):
         self.position = position
         self.on_batch = on_batch
         self.state = state
+        self.skip_budget = skip_budget
 
     def state_dict(self) -> dict[str, Any]:
         """The stream position (epoch, batches consumed and what the stream depends on)."""
@@ -94,11 +103,21 @@ class StreamLoader(DataLoader):
         if self.position is not None:
             self.dataset.set_position(*self.position(len(self.dataset)))
         iterator = super().__iter__()
-        if self.on_batch is None:
+        if self.on_batch is None and self.skip_budget is None:
             return iterator
         return self._counted(iterator)
 
     def _counted(self, iterator: Iterator[Any]) -> Iterator[Any]:
+        skipped = 0
         for batch in iterator:
-            self.on_batch()
+            skipped += int(batch["corrupt"].sum())
+            if self.skip_budget is not None and skipped > self.skip_budget:
+                stream = self.dataset
+                raise TooManySkippedSamples(
+                    f"{skipped} samples skipped in epoch {stream.epoch} on rank {stream.rank}, "
+                    f"more than read.max_skipped_fraction allows ({self.skip_budget} of "
+                    f"{sum(stream.batch_sizes)}); the warnings above name the shards and samples"
+                )
+            if self.on_batch is not None:
+                self.on_batch()
             yield batch

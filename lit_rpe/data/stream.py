@@ -22,6 +22,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from lit_rpe.data.decode import CorruptSample
 from lit_rpe.data.samples import DecodedSample, SampleDecoder, collate
+from lit_rpe.data.shard_source import ShardSource
 from lit_rpe.data.stream_plan import (
     batches_before,
     locate_range,
@@ -29,16 +30,17 @@ from lit_rpe.data.stream_plan import (
     slot_ranges,
     worker_batch_sizes,
 )
-from lit_rpe.data.tar_io import RawSample, ShardReadError, iter_tar_samples
+from lit_rpe.data.tar_io import RawSample, ShardReadError
 
 log = logging.getLogger(__name__)
 
 
 class _Unreadable:
-    """Stands in the raw stream for the rest of a shard that could not be read."""
+    """Stands in the raw stream for the rest of a shard that could not be read: ``missed``
+    samples of the slot's range were lost with it."""
 
-    def __init__(self, error: ShardReadError):
-        self.error = error
+    def __init__(self, error: ShardReadError, missed: int):
+        self.error, self.missed = error, missed
 
 
 def shuffle_buffer(items: Iterator[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
@@ -74,6 +76,7 @@ class ShardStream(IterableDataset):
         shuffle: new shard order every pass and a shuffle buffer (training); otherwise the
             range is read in order, repeated from its start if corrupt samples left it short.
         shuffle_buffer: samples held in the buffer (raw bytes, not decoded images).
+        source: how shards are opened and read (URLs, pipes, retries, cache).
     """
 
     def __init__(
@@ -89,8 +92,10 @@ class ShardStream(IterableDataset):
         seed: int,
         shuffle: bool,
         shuffle_buffer: int = 0,
+        source: ShardSource | None = None,
     ):
         super().__init__()
+        self.source = source or ShardSource()
         self.shards, self.counts = list(shards), list(counts)
         self.decoder = decoder
         self.batch_sizes = list(batch_sizes)
@@ -122,10 +127,13 @@ class ShardStream(IterableDataset):
     def _read(self, pieces: list[tuple[str, int, int]]) -> Iterator[RawSample | _Unreadable]:
         """Samples ``[first, end)`` of each ``(shard, first, end)`` piece, in order."""
         for shard, first, end in pieces:
+            delivered = 0
             try:
-                yield from iter_tar_samples(shard, first, end)
+                for sample in self.source.samples(shard, first, end):
+                    delivered += 1
+                    yield sample
             except ShardReadError as err:
-                yield _Unreadable(err)
+                yield _Unreadable(err, missed=end - first - delivered)
 
     def _raw(self, slot: int, worker: int) -> Iterator[RawSample | _Unreadable]:
         """The slot's samples, pass after pass (each pass: its range of a new shard order).
@@ -147,11 +155,16 @@ class ShardStream(IterableDataset):
         """Decode samples in stream order, skipping (logging, counting) corrupt ones."""
         start, stop = self.ranges[slot]
         give_up = 2 * (stop - start) + 16  # a whole pass without one good sample
-        corrupt = 0
+        corrupt, failures = 0, 0  # samples skipped / reads without a good sample, in a row
         for position, item in enumerate(raw):
+            failures += 1
             if isinstance(item, _Unreadable):
-                log.warning("skipped the rest of an unreadable shard: %s", item.error)
-                corrupt += 1
+                log.warning(
+                    "skipped the rest of an unreadable shard (%d sample(s)): %s",
+                    item.missed,
+                    item.error,
+                )
+                corrupt += item.missed
             else:
                 rng = None
                 if self.shuffle:
@@ -167,11 +180,11 @@ class ShardStream(IterableDataset):
                     corrupt += 1
                 else:
                     yield DecodedSample(decoded, label, item.key, corrupt)
-                    corrupt = 0
+                    corrupt = failures = 0
                     continue
-            if corrupt >= give_up:
+            if failures >= give_up:
                 raise RuntimeError(
-                    f"no decodable sample in {corrupt} consecutive reads of samples "
+                    f"no decodable sample in {failures} consecutive reads of samples "
                     f"[{start}, {stop}) of {len(self.shards)} shard(s) starting {self.shards[0]}"
                 )
 
@@ -204,7 +217,8 @@ class ShardStream(IterableDataset):
             )
         if corrupt:
             log.warning(
-                "rank %d worker %d skipped %d corrupt or unlabeled sample(s) in epoch %d",
+                "rank %d worker %d skipped %d corrupt or unlabeled sample(s) (unreadable shards' "
+                "included) in epoch %d",
                 self.rank,
                 worker,
                 corrupt,

@@ -16,6 +16,7 @@ import torch
 from lit_rpe.data.loader import StreamLoader
 from lit_rpe.data.samples import SampleDecoder
 from lit_rpe.data.shard_list import expand_shards, read_classes, shard_sample_counts
+from lit_rpe.data.shard_source import ShardSource
 from lit_rpe.data.stream import ShardStream
 from lit_rpe.data.stream_plan import rank_batch_sizes
 from lit_rpe.data.transforms import CenterCropWithBox
@@ -33,6 +34,7 @@ def validation_stream(
     world_size: int,
     num_workers: int,
     seed: int,
+    source: ShardSource | None = None,
 ) -> ShardStream:
     """The unshuffled stream of this rank's share of the first ``num_samples`` samples."""
     per_rank = num_samples // world_size
@@ -51,6 +53,7 @@ def validation_stream(
         num_workers=num_workers,
         seed=seed,
         shuffle=False,
+        source=source,
     )
 
 

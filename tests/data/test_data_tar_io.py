@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,48 @@ def test_truncated_and_garbage_shards_raise_naming_the_file(tmp_path: Path):
     garbage.write_bytes(b"not a tar file at all" * 50)
     with pytest.raises(ShardReadError, match="garbage.tar"):
         count_tar_samples(garbage)
+
+
+def _member_offsets(path: Path) -> list[int]:
+    """Byte offset of every member's header, in archive order."""
+    with tarfile.open(path) as tar:
+        return [m.offset for m in tar.getmembers()]
+
+
+@pytest.fixture
+def seven(tmp_path: Path) -> Path:
+    path = tmp_path / "seven.tar"
+    write_tar(path, SAMPLES)
+    return path
+
+
+def test_a_shard_cut_at_a_member_boundary_is_an_error_not_a_short_shard(seven: Path):
+    """tarfile reads a cut at a header boundary as the end of the archive (issue 24)."""
+    cut = seven.with_name("cut.tar")
+    cut.write_bytes(seven.read_bytes()[: _member_offsets(seven)[6]])  # 3 whole samples
+    with pytest.raises(ShardReadError, match=r"cut.tar: ends at byte \d+ without an end-of-arch"):
+        count_tar_samples(cut)
+    read = []
+    with pytest.raises(ShardReadError, match="without an end-of-archive marker"):
+        read.extend(s.key for s in iter_tar_samples(cut))
+    # the samples before are delivered; the last one before the cut is not (it may lack fields)
+    assert read == ["k000", "k001"]
+
+
+def test_garbage_or_zeros_over_a_header_in_the_middle_is_an_error(seven: Path):
+    offset = _member_offsets(seven)[6]
+    data = seven.read_bytes()
+    garbage = seven.with_name("garbage.tar")
+    garbage.write_bytes(data[:offset] + b"\x7f" * 512 + data[offset + 512 :])
+    with pytest.raises(ShardReadError, match=f"garbage.tar: unreadable header at byte {offset}"):
+        count_tar_samples(garbage)
+    zeroed = seven.with_name("zeroed.tar")
+    zeroed.write_bytes(data[:offset] + b"\0" * 512 + data[offset + 512 :])
+    with pytest.raises(ShardReadError, match=f"zeroed.tar: a zeroed header at byte {offset}"):
+        list(iter_tar_samples(zeroed, 1))
+
+
+def test_a_shard_with_fewer_samples_than_expected_is_an_error(seven: Path):
+    assert [s.key for s in iter_tar_samples(seven, 5, 7)] == ["k005", "k006"]
+    with pytest.raises(ShardReadError, match="seven.tar: holds 7 samples, 9 were expected"):
+        list(iter_tar_samples(seven, 5, 9))

@@ -1,6 +1,7 @@
-"""Loader throughput: the streaming shard pipeline against a naive decode-then-resize loader.
+"""Loader throughput: the streaming shard pipeline against a naive decode-then-resize loader,
+and local shards against the same shards streamed from a loopback HTTP server.
 
-    python bench/bench_loader.py [--images 480] [--resolution 256] [--workers 2]
+    python -m bench.cpu.loader [--images 480] [--resolution 256] [--workers 2]
 
 Builds a set of large JPEG photographs (views of the bundled sample photos, long side 600-1400
 px, quality 90), writes them once as shards and once as a plain folder (the same bytes), and
@@ -13,6 +14,11 @@ up to 1.5, flips) and the same number of DataLoader workers:
 - naive folder: map-style dataset over the files: full PIL decode, float tensor, antialiased
   bicubic ``interpolate`` of the whole image, then crop and flip.
 
+Then the shards are served by an HTTP server in this process (a thread, on 127.0.0.1, with byte
+ranges: the tests' ``remote_servers.http_server``) and read through ``http://`` URLs with their
+``shards.json``: local vs HTTP with 1 and ``--workers`` workers, and HTTP with the local cache
+(``read.cache_dir``, timed on its second, cached epoch). The overhead is HTTP / local time.
+
 Reports images/s over the whole epoch (worker start-up included) and after the first batch.
 """
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,13 +35,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bench_utils import machine_line
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from bench.common.machine import machine_line
 from lit_rpe.data import ImageShardDataModule
+from lit_rpe.data.make_manifest import manifest_entries
+from lit_rpe.data.read_config import ShardReadConfig
+from lit_rpe.data.shard_list import write_manifest
 from lit_rpe.data.tar_io import write_tar
 from lit_rpe.datasets.photos import PHOTOS, load_photo
+
+# the loopback HTTP server with byte ranges the remote-shard tests use: one home for it
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "data"))
+from remote_servers import http_server  # noqa: E402
 
 
 def make_photos(folder: Path, count: int, long_side: tuple[int, int], seed: int) -> list[Path]:
@@ -158,21 +172,61 @@ def main() -> None:
             f"{args.long_side[1]} px) -> {args.resolution}px random resize-and-crop, "
             f"batch {args.batch_size}, {args.workers} workers, {os.cpu_count()} CPU cores"
         )
-        print(f"{'loader':<24}{'images/s':>10}{'after 1st batch':>18}{'epoch s':>10}")
+        print(f"{'loader':<36}{'images/s':>10}{'after 1st batch':>18}{'epoch s':>10}")
         results = {}
         for name, source in loaders.items():
-            best = None
-            for _ in range(args.repeats):
-                loader = (
-                    source.train_dataloader() if hasattr(source, "train_dataloader") else source
-                )
-                images, total, steady = time_epoch(loader)
-                run = (images / total, (images - args.batch_size) / steady, total)
-                best = run if best is None or run[0] > best[0] else best
-            results[name] = best
-            print(f"{name:<24}{best[0]:>10.1f}{best[1]:>18.1f}{best[2]:>10.2f}")
+            results[name] = time_best(source, args)
+            print_row(name, results[name])
         ratio = results["stream, draft decode"][0] / results["naive folder"][0]
         print(f"streaming pipeline / naive baseline: {ratio:.2f}x")
+        compare_http(Path(tmp) / "shards", common, args)
+
+
+def time_best(source, args) -> tuple[float, float, float]:
+    """Best of ``args.repeats`` epochs: (images/s, images/s after the first batch, seconds);
+    printed as a row."""
+    best = None
+    for _ in range(args.repeats):
+        loader = source.train_dataloader() if isinstance(source, ImageShardDataModule) else source
+        images, total, steady = time_epoch(loader)
+        run = (images / total, (images - args.batch_size) / steady, total)
+        best = run if best is None or run[0] > best[0] else best
+    return best
+
+
+def print_row(name: str, result: tuple[float, float, float]) -> None:
+    print(f"{name:<36}{result[0]:>10.1f}{result[1]:>18.1f}{result[2]:>10.2f}")
+
+
+def compare_http(folder: Path, common: dict, args) -> None:
+    """Local shards against the same shards over loopback HTTP, 1 and ``args.workers``
+    workers, and HTTP through the local cache (its second epoch)."""
+    write_manifest(folder, manifest_entries(folder))
+    names = sorted(p.name for p in folder.glob("*.tar"))
+    spec = f"shard-{{000000..{len(names) - 1:06d}}}.tar"
+    print(f"\nlocal vs loopback HTTP ({len(names)} shards, read.block_size 4 MiB)")
+    print(f"{'loader':<36}{'images/s':>10}{'after 1st batch':>18}{'epoch s':>10}")
+    with http_server(folder.parent) as (base, _), tempfile.TemporaryDirectory() as cache:
+        url = f"{base}/{folder.name}/{spec}"
+        rows = {}
+        for workers in sorted({1, args.workers}):
+            options = {**common, "num_workers": workers}
+            local = ImageShardDataModule(str(folder), **options)
+            remote = ImageShardDataModule(url, **options)
+            rows[f"local, {workers} worker(s)"] = time_best(local, args)
+            rows[f"http, {workers} worker(s)"] = time_best(remote, args)
+            print_row(f"local, {workers} worker(s)", rows[f"local, {workers} worker(s)"])
+            print_row(f"http, {workers} worker(s)", rows[f"http, {workers} worker(s)"])
+        cached = ImageShardDataModule(url, **common, read=ShardReadConfig(cache_dir=cache))
+        time_epoch(cached.train_dataloader())  # fills the cache
+        rows["http + cache (warm)"] = time_best(cached, args)
+        print_row(f"http + cache (warm), {args.workers} worker(s)", rows["http + cache (warm)"])
+    for workers in sorted({1, args.workers}):
+        local, http = rows[f"local, {workers} worker(s)"], rows[f"http, {workers} worker(s)"]
+        print(
+            f"http / local, {workers} worker(s): epoch time {local[0] / http[0]:.2f}x, "
+            f"after the first batch {local[1] / http[1]:.2f}x"
+        )
 
 
 if __name__ == "__main__":
