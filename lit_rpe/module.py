@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 
+from lit_rpe.callbacks.divergence import TrainingDiverged
 from lit_rpe.config import NetConfig, OptimConfig, SamplingConfig, allow_config_classes
 from lit_rpe.flow.guidance import guided_velocity
 from lit_rpe.flow.loss import FlowMatchingLoss, loss_per_t_bucket
@@ -181,7 +182,7 @@ class DiffusionModule(LightningModule, Sampler):
         loss = out.losses.mean()
         every = self.hparams.nan_check_every_n_steps
         if every and self.global_step % every == 0 and not torch.isfinite(loss):
-            raise FloatingPointError(self._nan_message(loss))
+            raise TrainingDiverged(self._nan_message(loss))
         means, counts = loss_per_t_bucket(out.losses.detach(), out.t, len(self._bucket_sum))
         self._bucket_sum += torch.nan_to_num(means) * counts
         self._bucket_count += counts
