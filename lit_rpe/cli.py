@@ -31,6 +31,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
+from lit_rpe.callbacks.divergence import TrainingDiverged
 from lit_rpe.checkpoints import (
     AtomicCheckpointIO,
     DamagedCheckpoint,
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     except TrainingInterrupted as stop:
         print(f"lit-rpe: {stop}", file=sys.stderr, flush=True)
         sys.exit(EXIT_INTERRUPTED)
-    except (DamagedCheckpoint, NoReadableCheckpoint) as err:
+    except (DamagedCheckpoint, NoReadableCheckpoint, TrainingDiverged) as err:
         print(f"lit-rpe: {err}", file=sys.stderr, flush=True)
         sys.exit(1)
     finally:
