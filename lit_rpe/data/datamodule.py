@@ -6,10 +6,12 @@ latents with ``precomputed_latents``), ``label`` (B,) int64, ``box`` (B, 4) floa
 
 Epochs and resuming. The train stream of an epoch is a function of (seed, epoch, rank, worker).
 The epoch is read when the train loader is iterated: ``trainer.current_epoch`` under Lightning,
-otherwise the value given to ``set_epoch``. ``state_dict()`` records that epoch and how many
-batches of it this rank has consumed (``trainer.fit_loop``'s processed-batch counter, or the
-batches handed out when no trainer is attached); after ``load_state_dict()`` the first iteration
-of that same epoch skips exactly those batches and continues the uninterrupted stream. Exact
+otherwise the value given to ``set_epoch``. ``state_dict()`` records the stream's own epoch and
+how many batches of it this rank has consumed (``trainer.fit_loop``'s processed-batch counter, or
+the batches handed out when no trainer is attached); after ``load_state_dict()`` the first
+iteration continues that stream epoch after exactly those batches, whatever Lightning calls the
+epoch then (a ``last.ckpt`` written at ``max_steps`` mid-epoch comes after Lightning marked the
+epoch complete; ``epoch_offset`` keeps the stream's epochs apart from Lightning's). Exact
 continuation needs the same world size, workers, batch size, seed and samples per epoch (a
 warning says so otherwise).
 """
