@@ -136,7 +136,8 @@ def test_slurm_sigusr1_to_the_process_group_saves_at_a_step_boundary_and_resumes
     assert process.returncode == EXIT_INTERRUPTED, output[-3000:]
     assert "exited unexpectedly" not in output and "Traceback" not in output
     assert "interrupted by SIGUSR1" in output and "scontrol not found" in output
-    assert session_processes(process.pid) == []  # no orphaned loader worker
+    # no orphaned loader worker, fork server or resource tracker
+    wait_for(lambda: session_processes(process.pid) == [], 15, "the helper processes to exit")
     check_resume_matches_uninterrupted(tmp_path, run_dir, run_dir / "hpc_ckpt_1.ckpt", env)
 
 
