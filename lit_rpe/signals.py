@@ -103,6 +103,7 @@ class StopOnSignal(Callback):
     def __init__(self) -> None:
         self.received: int | None = None
         self._saved: TrainingInterrupted | None = None  # raised at the next batch start
+        self._seen_step = -1  # the global step of the previous batch end
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
@@ -148,6 +149,9 @@ class StopOnSignal(Callback):
     ) -> None:
         # Save where ModelCheckpoint saves (its checkpoints resume at the next step exactly);
         # stop only at the next batch start, after this step's logging and validation.
+        stepped, self._seen_step = trainer.global_step != self._seen_step, trainer.global_step
+        if not stepped:
+            return  # a micro-batch of gradient accumulation: not a step boundary
         stop = self.received is not None
         if trainer.world_size > 1:
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
