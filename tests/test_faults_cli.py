@@ -29,7 +29,13 @@ def plain_env() -> dict[str, str]:
 
 
 def fit_args(run_dir: Path, probe: Path, steps: int, delay: float = 0.0, workers: int = 0):
-    return [*tiny_fit_args(run_dir, probe, steps, delay), f"--data.num_workers={workers}"]
+    """The tiny demo fit of test_cli, validated on one batch every 2 steps."""
+    return [
+        *tiny_fit_args(run_dir, probe, steps, delay),
+        f"--data.num_workers={workers}",
+        "--trainer.limit_val_batches=1",
+        "--trainer.val_check_interval=2",
+    ]
 
 
 def run_fit(run_dir: Path, probe: Path, steps: int, env=None) -> subprocess.CompletedProcess:
@@ -45,14 +51,20 @@ def run_fit(run_dir: Path, probe: Path, steps: int, env=None) -> subprocess.Comp
     return done
 
 
-def logged_losses(run_dir: Path) -> dict[int, str]:
-    """step -> train/loss as written, over every CSV log version of the run."""
-    losses: dict[int, str] = {}
+LOGGED = ("train/loss", "val/loss", "val/loss_ema")
+
+
+def logged_losses(run_dir: Path) -> dict[tuple[str, int], str]:
+    """(metric, step) -> value as written, for the training and validation losses, over every
+    CSV log version of the run."""
+    losses: dict[tuple[str, int], str] = {}
     for metrics in sorted((run_dir / "logs").glob("version_*/metrics.csv")):
         for row in csv.DictReader(metrics.open()):
-            if row.get("train/loss"):
-                assert int(row["step"]) not in losses, f"step {row['step']} logged twice"
-                losses[int(row["step"])] = row["train/loss"]
+            for name in LOGGED:
+                if row.get(name):
+                    key = (name, int(row["step"]))
+                    assert key not in losses, f"{key} logged twice"
+                    losses[key] = row[name]
     return losses
 
 
@@ -106,8 +118,10 @@ def check_resume_matches_uninterrupted(tmp_path, run_dir, checkpoint: Path, env)
     assert probe.read_text().split()[:2] == ["start", str(saved)], "did not resume there"
     straight = tmp_path / "straight"
     run_fit(straight, tmp_path / "straight.txt", saved + 3, env=env)
-    assert logged_losses(run_dir) == logged_losses(straight)
-    assert sorted(logged_losses(run_dir)) == list(range(saved + 3))
+    logged = logged_losses(run_dir)
+    assert logged == logged_losses(straight)
+    assert sorted(step for name, step in logged if name == "train/loss") == list(range(saved + 3))
+    assert sum(name == "val/loss" for name, _ in logged) == (saved + 3) // 2
     assert eval_steps(run_dir) == eval_steps(straight)
     resumed_ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     straight_ckpt = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)
