@@ -3,9 +3,10 @@
 - ``AtomicCheckpointIO`` writes every checkpoint to a temporary name in the same folder and
   renames it into place, so an interrupted write (a full disk, a killed job) never leaves a
   half-written file under a name resume tries.
-- ``verify_checkpoint`` reads a file's zip central directory and its pickled index, without
-  reading tensor data (the storages are memory-mapped, not loaded), and checks the keys resume
-  needs. A damaged file raises ``DamagedCheckpoint`` with one line saying what is wrong.
+- ``verify_checkpoint`` reads a file's zip central directory and its pickled index (without
+  running or importing anything it names, and without reading tensor data), checks that the
+  tensors it names are in the archive and that it has the keys resume needs. A damaged file
+  raises ``DamagedCheckpoint`` with one line saying what is wrong.
 - ``resume_checkpoint`` picks the newest readable of ``last.ckpt``, ``hpc_ckpt_<n>.ckpt`` and
   ``step*.ckpt``; damaged files newer than it are renamed aside (``<name>.damaged``, never
   deleted) and named in one line each. With none readable, ``NoReadableCheckpoint`` names them
@@ -23,8 +24,6 @@ from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-
-from lit_rpe.config import allow_config_classes
 
 # What Lightning needs to resume a fit (weights, optimizer, loop and step counters).
 RESUME_KEYS = ("state_dict", "optimizer_states", "loops", "global_step")
@@ -52,10 +51,45 @@ class ResumeChoice:
     set_aside: tuple[tuple[Path, Path, str], ...] = ()
 
 
+class _Opaque:
+    """What every pickled class becomes while a checkpoint's index is read: nothing runs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:  # dict subclasses (OrderedDict)
+        pass
+
+    def append(self, value: Any) -> None:  # list subclasses
+        pass
+
+    def extend(self, values: Any) -> None:
+        pass
+
+
+class _IndexReader(pickle.Unpickler):
+    """Reads a torch checkpoint's ``data.pkl`` without importing or running anything and
+    without reading tensor data: classes become ``_Opaque``; tensor storages are recorded."""
+
+    def __init__(self, file: Any):
+        super().__init__(file)
+        self.storage_keys: list[str] = []
+
+    def find_class(self, module: str, name: str) -> type:
+        return _Opaque
+
+    def persistent_load(self, pid: Any) -> None:
+        self.storage_keys.append(str(pid[2]))  # ("storage", type, key, location, numel)
+
+
 def verify_checkpoint(path: str | Path, keys: tuple[str, ...] = RESUME_KEYS) -> None:
     """Raise ``DamagedCheckpoint`` unless ``path`` is a complete torch zip checkpoint holding
-    ``keys``. Reads the central directory and the pickle; tensor storages are memory-mapped,
-    not read, so the cost does not grow with the model."""
+    ``keys``. Reads the zip central directory and the pickled index (CRC-checked), and checks
+    that every tensor storage it names is in the archive; tensor data is not read, so the cost
+    does not grow with the model, and nothing in the file is imported or run."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -65,21 +99,27 @@ def verify_checkpoint(path: str | Path, keys: tuple[str, ...] = RESUME_KEYS) -> 
         raise DamagedCheckpoint(path, "is empty")
     try:
         with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
+            names = set(archive.namelist())
+            index = next((n for n in names if n.endswith("/data.pkl")), None)
+            if index is None:
+                raise DamagedCheckpoint(path, "is a zip file but not a torch checkpoint")
+            with archive.open(index) as f:
+                reader = _IndexReader(f)
+                checkpoint = reader.load()
     except zipfile.BadZipFile as err:
         raise DamagedCheckpoint(
             path, f"is not a complete checkpoint ({err}; {size} bytes: truncated or overwritten)"
         ) from err
-    if not any(name.endswith("/data.pkl") for name in names):
-        raise DamagedCheckpoint(path, "is a zip file but not a torch checkpoint (no data.pkl)")
-    allow_config_classes()
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DamagedCheckpoint(path, f"cannot be unpickled ({first_line[:200]})") from err
+    except DamagedCheckpoint:
+        raise
+    except Exception as err:  # whatever garbage makes the unpickler raise: the index is damaged
+        raise DamagedCheckpoint(path, f"has a damaged index ({type(err).__name__}: {err})") from err
+    prefix = index[: -len("data.pkl")]
+    missing_data = [k for k in reader.storage_keys if f"{prefix}data/{k}" not in names]
+    if missing_data:
+        raise DamagedCheckpoint(path, f"lacks {len(missing_data)} tensor(s) its index names")
     if not isinstance(checkpoint, dict):
-        raise DamagedCheckpoint(path, f"holds a {type(checkpoint).__name__}, not a checkpoint")
+        raise DamagedCheckpoint(path, "holds no checkpoint dictionary")
     missing = [key for key in keys if key not in checkpoint]
     if missing:
         raise DamagedCheckpoint(path, f"lacks {', '.join(missing)} (not a training checkpoint)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,27 @@ def test_atomic_save_never_leaves_a_partial_file(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]  # no temporary left
     io.save_checkpoint({"global_step": 3, "state_dict": {}}, target)
     assert torch.load(target, weights_only=True)["global_step"] == 3
+
+
+class NotAllowlisted:
+    """A class torch's weights-only loader refuses: a good checkpoint may still hold one."""
+
+    def __init__(self):
+        self.value = 3
+
+
+def test_verification_runs_nothing_and_finds_missing_tensors(tmp_path):
+    path = write_checkpoint(tmp_path / "last.ckpt", 5)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["hyper_parameters"] = {"custom": NotAllowlisted()}
+    torch.save(checkpoint, path)
+    verify_checkpoint(path)  # readable: the class is neither imported nor run
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    tensor = next(name for name in members if "/data/" in name and name[-1].isdigit())
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            if name != tensor:
+                archive.writestr(name, data)
+    with pytest.raises(DamagedCheckpoint, match="lacks 1 tensor"):
+        verify_checkpoint(path)
