@@ -174,6 +174,7 @@ def test_loader_workers_never_outlive_the_run(tmp_path, how):
     wait_for(lambda: session_processes(process.pid) == [], 15, "the loader workers to exit")
 
 
+@pytest.mark.slow  # three fits; tests/test_checkpoints.py covers the same policy in seconds
 def test_a_damaged_last_checkpoint_falls_back_and_none_readable_stops_clearly(tmp_path):
     run_dir, probe = tmp_path / "run", tmp_path / "steps.txt"
     run_fit(run_dir, probe, 2)
