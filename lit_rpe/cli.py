@@ -79,8 +79,8 @@ class LitRPETrainer(Trainer):
     ``32-true``. Resolved once, here, before Lightning builds anything; the choice and its reason
     are logged, and ``resolved_precision`` holds it.
 
-    Faults: checkpoints are written atomically (``AtomicCheckpointIO``, unless ``plugins`` are
-    given) and SIGTERM / SIGUSR1 / SIGINT stop at a step boundary with a checkpoint
+    Faults: checkpoints are written atomically (``AtomicCheckpointIO``, unless a plugin sets
+    another checkpoint IO) and SIGTERM / SIGUSR1 / SIGINT stop at a step boundary with a checkpoint
     (``StopOnSignal``, always added).
     """
 
@@ -154,6 +154,7 @@ class LitRPETrainer(Trainer):
                 )
             resolution = resolution or model.resolution
             model.check_resolution(resolution, inference_rule)  # fail before loading anything big
+            verify_checkpoint(path, keys=("state_dict",))  # a damaged file: one line, not torch's
             checkpoint = torch.load(path, map_location="cpu", weights_only=False)
             model.load_state_dict(checkpoint["state_dict"])
         model.to(self.strategy.root_device).eval()
