@@ -191,6 +191,15 @@ class LitRPECLI(LightningCLI):
         commands["sample"] = {"model", "datamodule"}
         return {k: v for k, v in commands.items() if k in ("fit", "validate", "sample")}
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the hyper-parameters of an explicit --ckpt_path with torch.load
+        # right after parsing: verify the file first, so a damaged one is one clear line.
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            verify_checkpoint(ckpt_path, keys=("state_dict",))
+        super()._parse_ckpt_path()
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.resolution", "model.resolution")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")

@@ -225,3 +225,28 @@ def test_a_finite_runaway_loss_stops_with_one_line_and_writes_no_checkpoint(tmp_
     assert "Last good checkpoint: none saved yet" in last_line
     assert probe.read_text().split()[-1] != "200"  # stopped early
     assert not list(run_dir.rglob("*.ckpt"))  # no checkpoint of diverged weights
+
+
+def test_sample_names_a_damaged_checkpoint_in_one_line(tmp_path, monkeypatch, capsys):
+    from lit_rpe.cli import main
+
+    monkeypatch.chdir(ROOT)
+    bad = tmp_path / "bad.ckpt"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "sample",
+                "--config",
+                "experiments/demo.yaml",
+                f"--trainer.default_root_dir={tmp_path}",
+                "--model.net.name=DiT-N/2",
+                "--data.resolution=16",
+                f"--ckpt_path={bad}",
+            ]
+        )
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"lit-rpe: {bad}: is not a complete checkpoint (File is not a zip file; 16 bytes: "
+        "truncated or overwritten)"
+    )
