@@ -10,7 +10,9 @@
 A rule (``--rule``, ``--model.rule``) is a name or a mapping of ``InferenceRule`` fields, add-ons
 included (``{name: dype_ntk, lambda_s: 1.5}``), checked when the arguments are parsed.
 
-``fit`` resumes from ``<run dir>/checkpoints/last.ckpt`` by itself when that file exists.
+``fit`` resumes by itself from the newest readable of ``<run dir>/checkpoints/last.ckpt``,
+``step*.ckpt`` and ``<run dir>/hpc_ckpt_<n>.ckpt`` (``lit_rpe.checkpoints``). A run stopped by
+SIGTERM, SIGUSR1 or SIGINT saves a checkpoint and exits with status 75 (``lit_rpe.signals``).
 """
 
 from __future__ import annotations
@@ -21,32 +23,51 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import Accelerator
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins.environments import SLURMEnvironment
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
+from lit_rpe.callbacks.divergence import TrainingDiverged
+from lit_rpe.checkpoints import (
+    AtomicCheckpointIO,
+    DamagedCheckpoint,
+    NoReadableCheckpoint,
+    resume_checkpoint,
+    verify_checkpoint,
+)
 from lit_rpe.experiments import expand_config_args
 from lit_rpe.module import DiffusionModule
 from lit_rpe.posenc import InferenceRule, parse_rule
 from lit_rpe.precision import PrecisionRequest, accelerator_device_type, resolve_precision
 from lit_rpe.sampler import seeds_and_labels
+from lit_rpe.signals import EXIT_INTERRUPTED, StopOnSignal, TrainingInterrupted
 
 
-def last_checkpoint(trainer: Trainer) -> Path | None:
-    """The newest checkpoint a previous run of this run directory left, if any.
-
-    Candidates: ``last.ckpt`` of the checkpoint folder and the ``hpc_ckpt_<n>.ckpt`` files that
-    Lightning writes on SLURM's requeue signal; the most recently written one wins.
-    """
+def checkpoint_folders(trainer: Trainer) -> tuple[Path, Path]:
+    """(the checkpoint folder, the run directory): where a run's checkpoints are."""
     callback = trainer.checkpoint_callback
     folder = Path(callback.dirpath) if callback and callback.dirpath else None
-    if folder is None:
-        folder = Path(trainer.default_root_dir) / "checkpoints"
-    candidates = [folder / "last.ckpt", *Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")]
-    existing = [c for c in candidates if c.is_file()]
-    return max(existing, key=lambda c: c.stat().st_mtime_ns) if existing else None
+    root = Path(trainer.default_root_dir)
+    return folder or root / "checkpoints", root
+
+
+def last_checkpoint(trainer: Trainer, *, rename: bool = False) -> Path | None:
+    """The newest readable checkpoint a previous run of this run directory left, if any.
+
+    Candidates: ``last.ckpt`` and ``step*.ckpt`` of the checkpoint folder and the
+    ``hpc_ckpt_<n>.ckpt`` files of the run directory (SLURM requeue); newest first, each
+    verified (``lit_rpe.checkpoints``). Damaged newer ones are named in one line each and, with
+    ``rename``, moved aside; none readable raises ``NoReadableCheckpoint``.
+    """
+    folder, root = checkpoint_folders(trainer)
+    choice = resume_checkpoint(folder, root, rename=rename)
+    for path, moved, reason in choice.set_aside:
+        kept = f"kept as {moved.name}" if moved != path else "left in place"
+        rank_zero_warn(f"checkpoint {path} {reason}; {kept}; using {choice.path} instead")
+    return choice.path
 
 
 class LitRPETrainer(Trainer):
@@ -56,6 +77,10 @@ class LitRPETrainer(Trainer):
     32-true; see ``lit_rpe.precision``), ``bf16`` / ``bf16-mixed`` or ``fp32`` / ``32`` /
     ``32-true``. Resolved once, here, before Lightning builds anything; the choice and its reason
     are logged, and ``resolved_precision`` holds it.
+
+    Faults: checkpoints are written atomically (``AtomicCheckpointIO``, unless a plugin sets
+    another checkpoint IO) and SIGTERM / SIGUSR1 / SIGINT stop at a step boundary with a checkpoint
+    (``StopOnSignal``, always added).
     """
 
     def __init__(
@@ -70,6 +95,12 @@ class LitRPETrainer(Trainer):
         super().__init__(
             accelerator=accelerator, precision=self.resolved_precision.lightning, **kwargs
         )
+        # Added after Lightning built them, leaving kwargs alone: LightningCLI derives the
+        # command line from how __init__ uses them.
+        if not any(isinstance(c, StopOnSignal) for c in self.callbacks):
+            self.callbacks.append(StopOnSignal())
+        if type(self.strategy.checkpoint_io) is TorchCheckpointIO:  # not one the user chose
+            self.strategy.checkpoint_io = AtomicCheckpointIO()
 
     def sample(
         self,
@@ -124,6 +155,7 @@ class LitRPETrainer(Trainer):
                 )
             resolution = resolution or model.resolution
             model.check_resolution(resolution, inference_rule)  # fail before loading anything big
+            verify_checkpoint(path, keys=("state_dict",))  # a damaged file: one line, not torch's
             checkpoint = torch.load(path, map_location="cpu", weights_only=False)
             model.load_state_dict(checkpoint["state_dict"])
         model.to(self.strategy.root_device).eval()
@@ -160,6 +192,15 @@ class LitRPECLI(LightningCLI):
         commands["sample"] = {"model", "datamodule"}
         return {k: v for k, v in commands.items() if k in ("fit", "validate", "sample")}
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the hyper-parameters of an explicit --ckpt_path with torch.load
+        # right after parsing: verify the file first, so a damaged one is one clear line.
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            verify_checkpoint(ckpt_path, keys=("state_dict",))
+        super()._parse_ckpt_path()
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.resolution", "model.resolution")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
@@ -173,10 +214,12 @@ class LitRPECLI(LightningCLI):
             )
         config = self.config_init[self.subcommand]
         if config.get("ckpt_path") is None:
-            last = last_checkpoint(self.trainer)
+            last = last_checkpoint(self.trainer, rename=rank_zero_only.rank == 0)
             if last is not None:
                 rank_zero_info(f"resuming from {last}")
                 config["ckpt_path"] = str(last)
+        elif Path(config["ckpt_path"]).is_file():  # Lightning's own names ("last", "hpc") pass
+            verify_checkpoint(config["ckpt_path"])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -193,6 +236,12 @@ def main(argv: list[str] | None = None) -> None:
             parser_kwargs={"parser_mode": "omegaconf"},
             save_config_kwargs={"overwrite": True},
         )
+    except TrainingInterrupted as stop:
+        print(f"lit-rpe: {stop}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except (DamagedCheckpoint, NoReadableCheckpoint, TrainingDiverged) as err:
+        print(f"lit-rpe: {err}", file=sys.stderr, flush=True)
+        sys.exit(1)
     finally:
         sys.argv[:] = saved_argv
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 
+from lit_rpe.callbacks.divergence import TrainingDiverged
 from lit_rpe.config import NetConfig, OptimConfig, allow_config_classes
 from lit_rpe.flow.loss import FlowMatchingLoss, loss_per_t_bucket
 from lit_rpe.flow.samplers import sample_ode
@@ -243,7 +244,7 @@ class DiffusionModule(LightningModule, Sampler):
         and backward only, and a non-finite loss stops the run with its weights untouched."""
         every = self.hparams.nan_check_every_n_steps
         if every and self.global_step % every == 0 and not bool(self._finite):
-            raise FloatingPointError(self._nan_message(self._step_loss))
+            raise TrainingDiverged(self._nan_message(self._step_loss))
 
     def optimizer_step(self, *args, **kwargs) -> None:
         # The EMA follows each optimizer step here rather than in on_train_batch_end: callbacks

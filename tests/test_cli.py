@@ -1,14 +1,12 @@
 """The command line: every experiment parses, SLURM requeue resumes, sampling writes grids."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from lit_rpe.cli import main
@@ -126,47 +124,6 @@ def photo_set():
         subprocess.run(
             [sys.executable, "data/build_photos.py", "--no-progress"], cwd=ROOT, check=True
         )
-
-
-def test_sigusr1_saves_requeue_checkpoint_and_next_run_resumes_from_it(tmp_path, photo_set):
-    run_dir, probe = tmp_path / "run", tmp_path / "steps.txt"
-    first = subprocess.Popen(
-        tiny_fit_args(run_dir, probe, 1000, 0.2),
-        cwd=ROOT,
-        env=slurm_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_for(lambda: probe.exists() and probe.read_text().count("step") >= 3, 120, "training")
-        first.send_signal(signal.SIGUSR1)
-        wait_for(lambda: (run_dir / "hpc_ckpt_1.ckpt").exists(), 60, "the requeue checkpoint")
-        time.sleep(1.0)  # the job keeps training until SLURM kills it; so does this one
-        assert first.poll() is None, "the requeue attempt without scontrol must not crash the run"
-    finally:
-        first.kill()  # what SLURM does to a requeued job
-        output = first.communicate()[0]
-    saved_step = torch.load(run_dir / "hpc_ckpt_1.ckpt", map_location="cpu", weights_only=True)[
-        "global_step"
-    ]
-    assert saved_step >= 3
-    assert "requeue" in output.lower()
-
-    probe.unlink()
-    second = subprocess.run(
-        tiny_fit_args(run_dir, probe, saved_step + 2, 0.0),
-        cwd=ROOT,
-        env=slurm_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert second.returncode == 0, second.stderr[-3000:]
-    lines = probe.read_text().split()
-    assert lines[:2] == ["start", str(saved_step)], "did not resume at the saved step"
-    assert lines[-1] == str(saved_step + 2)
-    assert "scontrol not found" in second.stderr + second.stdout
 
 
 def test_fit_resumes_by_itself_and_sample_writes_a_grid(tmp_path, photo_set):

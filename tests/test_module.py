@@ -277,8 +277,11 @@ def test_init_from_refuses_a_different_architecture(tmp_path):
         make_module(init_from=str(tmp_path / "missing.ckpt")).setup("fit")
 
 
-def test_exact_resume_mid_epoch_through_the_streaming_data_module(tmp_path):
-    """The real pipeline: photo-set shards, RPE-2D crops, resume in the middle of an epoch."""
+@pytest.mark.parametrize("every_n", [3, 1000])
+def test_exact_resume_mid_epoch_through_the_streaming_data_module(tmp_path, every_n):
+    """The real pipeline: photo-set shards, RPE-2D crops, resume in the middle of an epoch.
+    every_n 1000: ``last.ckpt`` is written at ``max_steps`` by ``on_train_end``, after Lightning
+    marked the cut-short epoch complete (issue 29 item 8)."""
     from lit_rpe.data import ImageShardDataModule
 
     root = Path(__file__).resolve().parent.parent / "data" / "photos"
@@ -304,8 +307,9 @@ def test_exact_resume_mid_epoch_through_the_streaming_data_module(tmp_path):
     n = 3  # 100 batches per epoch: the resume happens mid-epoch
     straight = make_module(num_classes=11)
     make_trainer(tmp_path / "a", 2 * n).fit(straight, data())
-    ckpt = ModelCheckpoint(dirpath=tmp_path / "b", save_last=True, every_n_train_steps=n)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "b", save_last=True, every_n_train_steps=every_n)
     make_trainer(tmp_path / "b", n, callbacks=[ckpt]).fit(make_module(num_classes=11), data())
+    assert torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)["global_step"] == n
     resumed = make_module(num_classes=11)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

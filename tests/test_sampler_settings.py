@@ -28,7 +28,10 @@ def test_yaml_mappings_are_checked_field_by_field():
     "value, message",
     [
         ({"sampler": "heun"}, "unknown sampler setting(s) ['sampler']; valid: method, steps"),
-        ({"method": "dpm"}, "unknown sampler method 'dpm'; valid: euler, heun, dopri5, sde, ddpm, ddim"),
+        (
+            {"method": "dpm"},
+            "unknown sampler method 'dpm'; valid: euler, heun, dopri5, sde, ddpm, ddim",
+        ),
         ({"steps": 0}, "sampler steps must be an integer >= 1, got 0"),
         ({"cfg_channels": "first3"}, "unknown cfg_channels 'first3'; valid: all, dit"),
         ({"guidance_interval": [0.9, 0.1]}, "t_lo <= t_hi"),

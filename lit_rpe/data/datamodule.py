@@ -6,10 +6,12 @@ latents with ``precomputed_latents``), ``label`` (B,) int64, ``box`` (B, 4) floa
 
 Epochs and resuming. The train stream of an epoch is a function of (seed, epoch, rank, worker).
 The epoch is read when the train loader is iterated: ``trainer.current_epoch`` under Lightning,
-otherwise the value given to ``set_epoch``. ``state_dict()`` records that epoch and how many
-batches of it this rank has consumed (``trainer.fit_loop``'s processed-batch counter, or the
-batches handed out when no trainer is attached); after ``load_state_dict()`` the first iteration
-of that same epoch skips exactly those batches and continues the uninterrupted stream. Exact
+otherwise the value given to ``set_epoch``. ``state_dict()`` records the stream's own epoch and
+how many batches of it this rank has consumed (``trainer.fit_loop``'s processed-batch counter, or
+the batches handed out when no trainer is attached); after ``load_state_dict()`` the first
+iteration continues that stream epoch after exactly those batches, whatever Lightning calls the
+epoch then (a ``last.ckpt`` written at ``max_steps`` mid-epoch comes after Lightning marked the
+epoch complete; ``epoch_offset`` keeps the stream's epochs apart from Lightning's). Exact
 continuation needs the same world size, workers, batch size, seed and samples per epoch (a
 warning says so otherwise).
 """
@@ -132,6 +134,7 @@ class ImageShardDataModule(LightningDataModule):
         self._is_set_up = False
         self._classes: dict[str, int] | None = None
         self._manual_epoch, self._iter_epoch, self._handed_out = 0, 0, 0
+        self._epoch_offset = 0  # stream epoch - Lightning epoch (non-zero only after a resume)
         self._resume: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- metadata
@@ -276,20 +279,33 @@ class ImageShardDataModule(LightningDataModule):
         """The epoch of the next train iteration when no Lightning trainer is attached."""
         self._manual_epoch = int(epoch)
 
-    def _current_epoch(self) -> int:
+    def _driver_epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else self._manual_epoch
 
     def _train_position(self, num_batches: int) -> tuple[int, int]:
-        epoch, skip = self._current_epoch(), 0
+        """(stream epoch, batches to skip) of the iteration starting now. The stream epoch is
+        Lightning's (or ``set_epoch``'s) plus an offset that is non-zero only after resuming
+        from a checkpoint written after Lightning closed an epoch the stream had not finished
+        (the ``last.ckpt`` of a run that reached ``max_steps`` mid-epoch)."""
+        driver = self._driver_epoch()
+        epoch, skip = driver + self._epoch_offset, 0
         if self._resume is not None:
-            if self._resume["epoch"] != epoch:  # the resumed epoch is over: start afresh
-                self._resume = None
-            elif self._resume["batches_consumed"] < num_batches:
-                skip = int(self._resume["batches_consumed"])
+            saved = int(self._resume["epoch"])
+            consumed = int(self._resume["batches_consumed"])
+            self._epoch_offset = int(self._resume.get("epoch_offset", 0))
+            if consumed < num_batches:
+                # continue the saved stream epoch where it stopped, whatever Lightning calls
+                # this epoch: a checkpoint written at max_steps, after Lightning marked the
+                # epoch complete, resumes in Lightning's next epoch, one past the stream's
+                skip = consumed
+                self._epoch_offset = saved - driver
+                epoch = saved
             else:
-                # saved at the end of an epoch: Lightning closes that epoch without reading and
-                # trains the next one on the iterator it creates now, so give it the next epoch
-                epoch += 1
+                # saved at the end of a stream epoch: the next iteration starts the next one
+                # (a checkpoint from before Lightning closed that epoch: Lightning closes it
+                # without reading and trains the next one on the iterator it creates now)
+                epoch = saved + 1
+            self._resume = None
         self._iter_epoch, self._handed_out = epoch, skip
         return epoch, skip
 
@@ -297,16 +313,18 @@ class ImageShardDataModule(LightningDataModule):
         self._handed_out += 1
 
     def state_dict(self) -> dict[str, Any]:
-        """Epoch and batches of it consumed by this rank, plus what the stream depends on."""
+        """The stream's own epoch and the batches of it this rank consumed, plus what the
+        stream depends on. Consumed batches are Lightning's processed-batch counter when a
+        trainer drives the loader (its fetcher reads one batch ahead), else those handed out."""
         if self.trainer is not None:
-            epoch = self.trainer.current_epoch
             consumed = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
         else:
-            epoch, consumed = self._iter_epoch, self._handed_out
+            consumed = self._handed_out
         _, world = self._rank_world()
         return {
-            "epoch": int(epoch),
+            "epoch": int(self._iter_epoch),
             "batches_consumed": int(consumed),
+            "epoch_offset": self._epoch_offset,
             "world_size": world,
             "num_workers": self.num_workers,
             "batch_size": self.batch_size,
@@ -315,9 +333,11 @@ class ImageShardDataModule(LightningDataModule):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Resume: the next iteration of the saved epoch skips the batches already consumed."""
+        """Resume: the next iteration continues the saved stream epoch after the batches
+        already consumed."""
         self._resume = dict(state_dict)
-        self._manual_epoch = int(state_dict["epoch"])
+        if self.trainer is None:
+            self._manual_epoch = int(state_dict["epoch"]) - int(state_dict.get("epoch_offset", 0))
 
     def _check_resume(self, world: int) -> None:
         if self._resume is None:

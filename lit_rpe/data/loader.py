@@ -35,10 +35,17 @@ from torch.utils.data import DataLoader
 
 from lit_rpe.data.read_config import TooManySkippedSamples
 from lit_rpe.data.stream import ShardStream
+from lit_rpe.data.worker_lifetime import (
+    ignore_stop_signals_and_die_with_parent,
+    start_resource_tracker,
+)
 
 # What a worker unpickles and runs: the stream (torch, numpy, the tar reader, the decoders) and
 # the crop transforms of its SampleDecoder. lit_rpe.data itself imports nothing (lazy exports).
+# forkserver_init first: the server ignores stop signals and dies with its parent
+# (worker_lifetime) before it spends time importing the rest.
 WORKER_MODULES = [
+    "lit_rpe.data.forkserver_init",
     "lit_rpe.data.stream",
     "lit_rpe.data.transforms",
     "lit_rpe.data.latent_transforms",
@@ -84,6 +91,8 @@ class StreamLoader(DataLoader):
     ):
         if kwargs.get("num_workers", 0) > 0:
             kwargs.setdefault("multiprocessing_context", worker_context())
+            kwargs.setdefault("worker_init_fn", ignore_stop_signals_and_die_with_parent)
+            start_resource_tracker()
         super().__init__(dataset, batch_size=None, **kwargs)
         self.position = position
         self.on_batch = on_batch

@@ -175,3 +175,25 @@ def test_resume_from_checkpoints_saved_after_validation(shard_set, tmp_path: Pat
     assert len(uninterrupted) == 24
     for done in (6, 12, 18):
         assert run(folder / f"step={done}.ckpt") == uninterrupted[done:], done
+
+
+@pytest.mark.parametrize("every_n", [5, 1000])
+def test_resume_from_the_last_checkpoint_of_a_run_that_reached_max_steps(
+    shard_set, tmp_path: Path, every_n
+):
+    """N = 5 steps (mid-epoch: 12 per epoch), then resumed to 2N from its ``last.ckpt``: the
+    resumed run sees the batches 5..9 of the uninterrupted run, and a second resume to 20 (into
+    the next epoch) continues it again. With ``every_n_train_steps=1000`` ``last.ckpt`` is
+    written by ``on_train_end``, after Lightning marked the cut-short epoch complete."""
+    uninterrupted = fit(shard_set, max_steps=20).seen
+    folder = tmp_path / "ckpt"
+
+    def saver():
+        return ModelCheckpoint(dirpath=folder, save_last=True, every_n_train_steps=every_n)
+
+    fit(shard_set, max_steps=5, callbacks=[saver()])
+    assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 5
+    resumed = fit(shard_set, ckpt_path=folder / "last.ckpt", max_steps=10, callbacks=[saver()])
+    assert [keys for _, keys in resumed.seen] == [keys for _, keys in uninterrupted[5:10]]
+    again = fit(shard_set, ckpt_path=folder / "last.ckpt", max_steps=20, callbacks=[saver()])
+    assert [keys for _, keys in again.seen] == [keys for _, keys in uninterrupted[10:20]]
