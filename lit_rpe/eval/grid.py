@@ -8,8 +8,8 @@ them and writes ``metrics.json`` there, with the cell's protocol card (``lit_rpe
 A cell with that file is skipped on the next run unless its card differs in a setting that
 defines the numbers (``changed_settings``); a half-generated cell only generates its missing
 images, unless they were made under other generation settings (``generation.json``). The
-report (``results.csv``, ``results.md``, ``fid_vs_resolution.png``) is rebuilt from all cells
-at the end.
+report (``results.csv``, ``results.md``, ``<metric>_vs_resolution.png``, ``report.html``) is
+rebuilt from all cells at the end.
 """
 
 from __future__ import annotations
