@@ -15,6 +15,12 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lit_rpe.callbacks.eval_history import EvalHistory
 from lit_rpe.callbacks.eval_progress import EvalProgress
+from lit_rpe.callbacks.image_logging import (
+    EVAL_GRID_IMAGES,
+    KeptImages,
+    is_logged_eval_cell,
+    save_eval_samples,
+)
 from lit_rpe.eval.grid_spec import (
     ALL_METRICS,
     INCEPTION_METRICS,
@@ -281,15 +287,19 @@ class ResolutionEvalCallback(Callback):
             for cell in self.cells:
                 started = time.perf_counter()
                 rule = cell.rule.inference_rule()
-                images = generate_chunks(
-                    pl_module,
-                    num_images=self.num_images,
-                    batch_size=self.batch_size,
-                    resolution=cell.resolution,
-                    rule=rule,
-                    seed=self.seed,
-                    autocast_dtype=settings.autocast_dtype,
-                    **settings.sample_kwargs,
+                shown = is_logged_eval_cell(cell.resolution, tuple(pl_module.resolution))
+                images = KeptImages(
+                    generate_chunks(
+                        pl_module,
+                        num_images=self.num_images,
+                        batch_size=self.batch_size,
+                        resolution=cell.resolution,
+                        rule=rule,
+                        seed=self.seed,
+                        autocast_dtype=settings.autocast_dtype,
+                        **settings.sample_kwargs,
+                    ),
+                    EVAL_GRID_IMAGES if shown and trainer.is_global_zero else 0,
                 )
                 scores = score_cell(pl_module, rule, cell.resolution, images, settings, plan)
                 results[cell.label] = scores.metrics
@@ -307,6 +317,8 @@ class ResolutionEvalCallback(Callback):
                         settings, pl_module, rule, cell.resolution, inception_tag=plan.inception_tag
                     )
                     self.cards[cell.label] = {"step": step, **card.as_dict()}
+                    if shown:  # its images to eval/samples/ and the image loggers
+                        save_eval_samples(trainer, images, cell.resolution, cell.rule.label, step)
         finally:
             for module, mode in modes.items():
                 module.training = mode
