@@ -39,6 +39,7 @@ from lit_rpe.eval.grid_spec import (
 from lit_rpe.eval.protocol import GENERATION_FIELDS, ProtocolCard, cell_card, changed_settings
 from lit_rpe.eval.references import reference_swd_descriptors
 from lit_rpe.eval.report import write_report
+from lit_rpe.eval.report_html import HTML_NAME
 from lit_rpe.image_io import save_image_grid
 from lit_rpe.precision import resolve_precision
 from lit_rpe.sampler import RuleNotApplicable, Sampler
@@ -215,7 +216,9 @@ def run_grid(spec: GridSpec) -> Path:
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description="Evaluate a grid of models x rules x resolutions")
     parser.add_argument("grid", help="grid YAML, e.g. experiments/grid_demo.yaml")
-    parser.add_argument("--print", action="store_true", help="print results.md at the end")
+    parser.add_argument(
+        "--print", action="store_true", help="print results.md and report.html's path at the end"
+    )
     opts = parser.parse_args(argv)
     spec = load_grid(opts.grid)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
@@ -225,6 +228,7 @@ def main(argv: list[str] | None = None) -> Path:
     path = run_grid(spec)
     if opts.print and rank_and_world()[0] == 0:
         print(path.read_text())
+        print(f"Report (samples and metrics side by side): {(path.parent / HTML_NAME).resolve()}")
     return path
 
 
