@@ -3,6 +3,8 @@ loggers, SampleGridCallback and ResolutionEvalCallback) read back from its event
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -53,3 +55,20 @@ def test_kept_images_pass_every_chunk_and_keep_the_first():
 def test_logged_cells_are_the_training_resolution_and_beyond():
     assert is_logged_eval_cell((32, 32), (32, 32)) and is_logged_eval_cell((32, 64), (32, 32))
     assert not is_logged_eval_cell((16, 64), (32, 32))
+
+
+def test_demo_tensorboard_holds_images_at_its_evaluated_steps():
+    """The run of `make demo` (skipped before it exists): ResolutionEvalCallback scores 32 and
+    64 px every 150 of 300 steps, SampleGridCallback draws 32 px at the end."""
+    events = sorted(Path("runs/demo/tensorboard").rglob("events.out.tfevents.*"))
+    if not events:
+        pytest.skip("runs/demo/tensorboard has no event files: `make demo` writes them")
+    steps: dict[str, set[int]] = {}
+    for folder in {e.parent for e in events}:  # a resumed run adds a version
+        acc = EventAccumulator(str(folder), size_guidance={"images": 0})
+        acc.Reload()
+        for tag in acc.Tags()["images"]:
+            steps.setdefault(tag, set()).update(e.step for e in acc.Images(tag))
+    assert steps["eval_samples/32x32/rpe2d_even"] >= {150, 300}
+    assert steps["eval_samples/64x64/rpe2d_even"] >= {150, 300}
+    assert 300 in steps["samples/32x32"]
