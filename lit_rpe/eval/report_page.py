@@ -17,7 +17,7 @@ h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.4em; }
 td.train { outline: 3px solid #0a5; outline-offset: -3px; }
 td.differs { background: #fde8e8; }
 td.missing { color: #999; font-style: italic; }
-img.thumb { display: block; max-width: 256px; height: auto; cursor: zoom-in;
+img.thumb { display: block; min-width: 96px; max-width: 256px; height: auto; cursor: zoom-in;
   image-rendering: pixelated; }
 img.thumb:hover { outline: 2px solid #36c; }
 ul.metrics { list-style: none; margin: 4px 0 0; padding: 0; font-size: 12px; }
