@@ -15,7 +15,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from test_resolution_eval import callback, val_shards  # noqa: F401 (the fixture)
 
 from lit_rpe.callbacks import SampleGridCallback
+from lit_rpe.callbacks.eval_history import read_history_csv
 from lit_rpe.callbacks.image_logging import KeptImages, is_logged_eval_cell
+from lit_rpe.experiments import compose
 
 
 def test_tensorboard_holds_the_sample_grids_at_the_evaluated_steps(tmp_path, val_shards):  # noqa: F811
@@ -58,17 +60,22 @@ def test_logged_cells_are_the_training_resolution_and_beyond():
 
 
 def test_demo_tensorboard_holds_images_at_its_evaluated_steps():
-    """The run of `make demo` (skipped before it exists): ResolutionEvalCallback scores 32 and
-    64 px every 150 of 300 steps, SampleGridCallback draws 32 px at the end."""
-    events = sorted(Path("runs/demo/tensorboard").rglob("events.out.tfevents.*"))
-    if not events:
-        pytest.skip("runs/demo/tensorboard has no event files: `make demo` writes them")
+    """The run of `make demo` (skipped before it exists): every step in its eval/history.csv
+    has the images of the cells at 32 px (its training resolution) and beyond."""
+    run = Path("runs/demo")
+    if not (run / "eval" / "history.csv").is_file():
+        pytest.skip("runs/demo/eval/history.csv not found: `make demo` writes it")
+    side = int(compose("experiments/demo.yaml").model.resolution)
+    expected: dict[str, set[int]] = {}
+    for row in read_history_csv(run / "eval" / "history.csv"):
+        resolution, rule = row.cell.split("/")
+        if is_logged_eval_cell(tuple(map(int, resolution.split("x"))), (side, side)):
+            expected.setdefault(f"eval_samples/{resolution}/{rule}", set()).add(row.step)
+    assert expected, "the demo scores its training resolution"
     steps: dict[str, set[int]] = {}
-    for folder in {e.parent for e in events}:  # a resumed run adds a version
-        acc = EventAccumulator(str(folder), size_guidance={"images": 0})
+    for folder in {e.parent for e in (run / "tensorboard").rglob("events.out.tfevents.*")}:
+        acc = EventAccumulator(str(folder), size_guidance={"images": 0})  # one per (re)start
         acc.Reload()
         for tag in acc.Tags()["images"]:
             steps.setdefault(tag, set()).update(e.step for e in acc.Images(tag))
-    assert steps["eval_samples/32x32/rpe2d_even"] >= {150, 300}
-    assert steps["eval_samples/64x64/rpe2d_even"] >= {150, 300}
-    assert 300 in steps["samples/32x32"]
+    assert {tag: steps.get(tag, set()) & want for tag, want in expected.items()} == expected
