@@ -104,8 +104,13 @@ def cell_html(view: CellView, record: dict | None, out: Path, ctx: dict) -> str:
         classes.append("train")
     grid = out / view.folder / "grid.png"
     parts = []
-    if grid.is_file():
-        width, height = write_thumbnail(grid, out / view.folder / "thumb.png")
+    try:  # an unreadable grid.png costs its picture, not the page
+        size = write_thumbnail(grid, out / view.folder / "thumb.png") if grid.is_file() else None
+        problem = "no grid.png"
+    except OSError as err:
+        size, problem = None, f"grid.png unreadable: {err}"
+    if size is not None:
+        width, height = size
         caption = escape(f"{view.row} at {view.resolution}", quote=True)
         parts.append(
             f'<a class="enlarge" href="{link(view.folder + "/grid.png")}" '
@@ -114,7 +119,7 @@ def cell_html(view: CellView, record: dict | None, out: Path, ctx: dict) -> str:
             f'alt="{caption}"></a>'
         )
     else:
-        parts.append('<p class="nogrid">no grid.png</p>')
+        parts.append(f'<p class="nogrid">{escape(problem)}</p>')
     items = []
     for metric in ctx["metrics"]:
         if metric not in record["metrics"]:
@@ -187,9 +192,9 @@ def write_html_report(
         name: {v.resolution: quote(v.folder + "/grid.png") for v in views if v.index is not None}
         for name, views in zip(names, rows, strict=True)
     }
-    # "</" would end the script element early
+    # no "<" inside the script element ("</script>", "<!--" would change how it is parsed)
     data = json.dumps({"rows": names, "resolutions": resolutions, "grids": grids})
-    data = data.replace("</", "<\\/")
+    data = data.replace("<", "\\u003c")
     options = "".join(f"<option>{escape(n)}</option>" for n in names)
     res_options = "".join(f"<option>{escape(r)}</option>" for r in resolutions)
     shown = min(spec.grid_images, spec.num_samples)

@@ -118,7 +118,20 @@ def test_report_html_escapes_names_and_ab_data(tmp_path):
     assert page.rows == [f"{weird} / rpe2d_even"]  # the parser unescapes it back
     assert (out / unquote(page.cells[0]["thumb"])).is_file()
     data = text.split('id="cells-data">')[1].split("</script>")[0]
-    assert json.loads(data)["rows"] == [f"{weird} / rpe2d_even"]
+    assert "<" not in data and json.loads(data)["rows"] == [f"{weird} / rpe2d_even"]
+
+
+def test_a_broken_grid_png_costs_its_picture_not_the_page(tmp_path):
+    out = tmp_path / "grid"
+    spec = fake_grid(out, rules=("rpe2d_even",), sides=(16, 32))
+    (out / "cells" / "m0" / "rpe2d_even" / "16x16" / "grid.png").write_bytes(b"not a png")
+    (out / "cells" / "m0" / "rpe2d_even" / "32x32" / "grid.png").unlink()
+    write_report(spec)
+    page = read_page(out)
+    assert [c["res"] for c in page.cells] == ["16x16", "32x32"]
+    assert [c.get("thumb") for c in page.cells] == [None, None]
+    text = (out / "report.html").read_text()
+    assert "grid.png unreadable: cannot identify image file" in text and "no grid.png" in text
 
 
 def test_thumbnail_is_small_and_rewritten_only_when_the_grid_changes(tmp_path):
