@@ -16,12 +16,12 @@ DASHES = ("-", "--", ":", "-.")
 
 def line_style(index: int) -> dict:
     """Matplotlib keywords of the ``index``-th line of a panel: marker, marker size, dash and
-    fill all vary, so two lines with the same values still show as two (the larger, hollow
-    marker rings the smaller one)."""
+    fill all vary, so two lines with the same values still show as two (a later line is drawn
+    on top with a smaller marker, inside the earlier one's)."""
     return {
         "marker": MARKERS[index % len(MARKERS)],
         "linestyle": DASHES[index % len(DASHES)],
-        "markersize": 9 - 2 * (index % 3),
+        "markersize": 10 - 1.5 * (index % 5),
         "markerfacecolor": "none" if index % 2 else None,
         "linewidth": 1.4,
     }
@@ -84,9 +84,9 @@ def metric_figure(records: list[dict], metric: str, title: str, lower_is_better:
         ax.axvline(side, color="0.35", linestyle=":", linewidth=1.2)
         ax.annotate(
             f"training: {side} px",
-            xy=(side, 1),
+            xy=(side, 0),
             xycoords=("data", "axes fraction"),
-            xytext=(3, -12),
+            xytext=(3, 4),
             textcoords="offset points",
             fontsize=7,
             color="0.25",
@@ -105,9 +105,9 @@ def metric_figure(records: list[dict], metric: str, title: str, lower_is_better:
     handles, labels = ax.get_legend_handles_labels()
     if handles:  # beside the plot, in as many columns as 30 entries need
         ncol = -(-len(handles) // 30)
-        fig.set_size_inches(6.4 + 2.6 * ncol, 4.6)
+        fig.set_size_inches(6.4 + 2.0 * ncol, 4.6)
         fig.legend(handles, labels, loc="center right", ncol=ncol, fontsize=7, frameon=False)
-        fig.tight_layout(rect=(0, 0, 1 - 2.6 * ncol / fig.get_size_inches()[0], 1))
+        fig.tight_layout(rect=(0, 0, 1 - 2.0 * ncol / fig.get_size_inches()[0], 1))
     else:
         ax.text(0.5, 0.5, "no square cells measured", ha="center", transform=ax.transAxes)
     return fig
