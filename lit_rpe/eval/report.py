@@ -1,4 +1,5 @@
-"""The eval grid's report: results.csv (one row per cell and metric), results.md, and the plot.
+"""The eval grid's report: results.csv (one row per cell and metric), results.md, a plot per
+metric (``report_plots``) and report.html (``report_html``).
 
 Built only from the cells' ``metrics.json`` files, so it can be rebuilt at any time (also while
 a grid is still running) and always shows exactly what was measured. Every CSV row carries its
