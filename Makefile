@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint format clean train sample sbatch experiments demo eval-grid study
+.PHONY: help install test test-all lint format clean train sample sbatch experiments demo eval-grid study browser test-browser
 
 EXP ?= demo
 RES ?=
@@ -64,7 +64,7 @@ sbatch: $(STAMP) ## Render + submit EXP on SLURM: make sbatch EXP=rpe2d_256 NODE
 	$(check-exp)
 	$(PY) -m lit_rpe.slurm $(EXP) --nodes $(NODES) --gpus $(GPUS) --time $(TIME) $(if $(PARTITION),--partition $(PARTITION)) $(if $(DRY),--dry) --args="$(ARGS)"
 
-demo: $(STAMP) ## The main command: photo set, train the CPU demo, sample it, its eval grid table
+demo: $(STAMP) ## The main command: photo set, train the CPU demo, sample it, its eval grid table and report.html
 	$(PY) data/build_photos.py --out data/photos --no-progress
 	$(PY) -m lit_rpe fit --config experiments/demo.yaml $(ARGS)
 	$(PY) -m lit_rpe.demo --config experiments/demo.yaml
@@ -79,6 +79,14 @@ study: $(STAMP) ## The CPU study: shapes + photo sets, 6 strategies x 3 seeds, e
 	$(PY) data/build_photos.py --out data/photos --no-progress
 	$(PY) data/build_shapes.py --out data/shapes --no-progress
 	$(PY) -m lit_rpe.study $(ARGS)
+
+# Root (or sudo) for apt-get; selenium is pinned in pyproject's `browser` extra.
+browser: $(STAMP) ## Install headless Chromium + chromedriver (apt) and selenium for the report's browser tests
+	apt-get update && apt-get install -y chromium chromium-driver
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,browser]'
+
+test-browser: $(STAMP) ## Check report.html in headless Chromium (after make browser; the demo's too after make demo)
+	$(PY) -m pytest -q -m browser tests/eval/test_eval_report_browser.py
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -35,10 +35,14 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> n
     return grid
 
 
-def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
-    """Write a grid of ``images`` (B, C, H, W) in [-1, 1] as a PNG; returns the path."""
+def write_png(grid: np.ndarray, path: str | Path) -> Path:
+    """Write a (H, W, C) uint8 array (C = 1 or 3) as a PNG, creating its folder; returns it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    grid = image_grid(images, nrow)
     Image.fromarray(grid.squeeze(-1) if grid.shape[-1] == 1 else grid).save(path)
     return path
+
+
+def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
+    """Write a grid of ``images`` (B, C, H, W) in [-1, 1] as a PNG; returns the path."""
+    return write_png(image_grid(images, nrow), path)

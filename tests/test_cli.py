@@ -171,6 +171,6 @@ def test_fit_resumes_by_itself_and_sample_writes_a_grid(tmp_path, photo_set):
         f"--out_dir={tmp_path}",
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (tmp_path / "tasr_16x32.png").is_file()
+    assert (tmp_path / "tasr+tau_max_16x32.png").is_file()  # named by the rule's label
     bad = sample("--resolution=33")
     assert bad.returncode != 0 and "multiple of 2" in bad.stderr

@@ -14,6 +14,7 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 
 from lit_rpe.eval.report import LOWER_IS_BETTER, METRIC_ORDER, METRIC_TITLES
+from lit_rpe.eval.report_plots import line_style
 
 CSV_COLUMNS = ("step", "cell", "metric", "value")
 
@@ -78,13 +79,13 @@ class EvalHistory:
         rows = -(-max(1, len(metrics)) // cols)
         fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
         for ax, metric in zip(axes.flat, metrics, strict=False):
-            for cell in cells:
+            for i, cell in enumerate(cells):  # styles differ: equal curves stay visible
                 points = sorted(
                     (r.step, r.value) for r in self.rows if (r.metric, r.cell) == (metric, cell)
                 )
                 if points:
                     xs, ys = zip(*points, strict=True)
-                    ax.plot(xs, ys, marker="o", markersize=3, label=cell)
+                    ax.plot(xs, ys, label=cell, **line_style(i))
             better = "lower" if metric in LOWER_IS_BETTER else "higher"
             ax.set_title(f"{METRIC_TITLES.get(metric, metric)}\n({better} is better)", fontsize=8)
             ax.set_xlabel("training step")

@@ -14,6 +14,12 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lit_rpe.callbacks.eval_history import EvalHistory
 from lit_rpe.callbacks.eval_progress import EvalProgress
+from lit_rpe.callbacks.image_logging import (
+    EVAL_GRID_IMAGES,
+    KeptImages,
+    is_logged_eval_cell,
+    save_eval_samples,
+)
 from lit_rpe.eval.settings import EvalSettings
 from lit_rpe.posenc import InferenceRule
 from lit_rpe.precision import accelerator_device_type, resolve_precision
@@ -195,15 +201,19 @@ class ResolutionEvalCallback(Callback):
             for cell in self.cells:
                 started = time.perf_counter()
                 rule = cell.rule
-                images = generate_chunks(
-                    pl_module,
-                    num_images=self.settings.num_images,
-                    batch_size=self.settings.batch_size,
-                    resolution=cell.resolution,
-                    rule=rule,
-                    seed=self.settings.seed,
-                    autocast_dtype=settings.autocast_dtype,
-                    **settings.sample_kwargs,
+                shown = is_logged_eval_cell(cell.resolution, tuple(pl_module.resolution))
+                images = KeptImages(
+                    generate_chunks(
+                        pl_module,
+                        num_images=self.settings.num_images,
+                        batch_size=self.settings.batch_size,
+                        resolution=cell.resolution,
+                        rule=rule,
+                        seed=self.settings.seed,
+                        autocast_dtype=settings.autocast_dtype,
+                        **settings.sample_kwargs,
+                    ),
+                    EVAL_GRID_IMAGES if shown and trainer.is_global_zero else 0,
                 )
                 scores = score_cell(pl_module, rule, cell.resolution, images, settings, plan)
                 results[cell.label] = scores.metrics
@@ -223,6 +233,8 @@ class ResolutionEvalCallback(Callback):
                         settings, pl_module, rule, cell.resolution, inception_tag=plan.inception_tag
                     )
                     self.cards[cell.label] = {"step": step, **card.as_dict()}
+                    if shown:  # its images to eval/samples/ and the image loggers
+                        save_eval_samples(trainer, images, cell.resolution, cell.rule.label, step)
         finally:
             for module, mode in modes.items():
                 module.training = mode

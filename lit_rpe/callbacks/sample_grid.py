@@ -13,7 +13,8 @@ from lit_rpe.sampler import seeds_and_labels
 class SampleGridCallback(Callback):
     """Every ``every_n_steps`` optimizer steps (0: only at the end of fit), sample ``num_images``
     images from the EMA at the training resolution times each of ``scales`` with the module's
-    default inference rule, and write ``<run dir>/samples/step<N>_<H>x<W>.png``.
+    default inference rule, and write ``<run dir>/samples/step<N>_<H>x<W>.png``; the grid also
+    goes to every TensorBoard logger as ``samples/<H>x<W>`` at the step.
 
     Labels cycle through the classes and image i uses seed ``seed + i``, so the grids of
     successive steps show the same noise and classes: progress is visible at a glance.
@@ -61,7 +62,8 @@ class SampleGridCallback(Callback):
 
     @rank_zero_only
     def save_grids(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        from lit_rpe.image_io import save_image_grid
+        from lit_rpe.callbacks.image_logging import log_image_grid
+        from lit_rpe.image_io import image_grid, write_png
 
         out_dir = Path(trainer.default_root_dir) / "samples"
         labels, seeds = seeds_and_labels(
@@ -70,6 +72,8 @@ class SampleGridCallback(Callback):
         for h, w in self.resolutions(pl_module):
             with trainer.precision_plugin.forward_context():  # the run's precision (autocast)
                 images = pl_module.sample(labels, seeds, resolution=(h, w))
-            path = save_image_grid(images, out_dir / f"step{trainer.global_step:07d}_{h}x{w}.png")
+            grid = image_grid(images)
+            path = write_png(grid, out_dir / f"step{trainer.global_step:07d}_{h}x{w}.png")
+            log_image_grid(trainer, f"samples/{h}x{w}", grid, trainer.global_step)
             self.saved.append(path)
             rank_zero_info(f"sample grid: {path}")

@@ -8,8 +8,8 @@ them and writes ``metrics.json`` there, with the cell's protocol card (``lit_rpe
 A cell with that file is skipped on the next run unless its card differs in a setting that
 defines the numbers (``changed_settings``); a half-generated cell only generates its missing
 images, unless they were made under other generation settings (``generation.json``). The
-report (``results.csv``, ``results.md``, ``fid_vs_resolution.png``) is rebuilt from all cells
-at the end.
+report (``results.csv``, ``results.md``, ``<metric>_vs_resolution.png``, ``report.html``) is
+rebuilt from all cells at the end.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from lit_rpe.eval.grid_spec import GridSpec, ModelEntry, load_grid
 from lit_rpe.eval.protocol import GENERATION_FIELDS, ProtocolCard, cell_card, changed_settings
 from lit_rpe.eval.references import reference_swd_descriptors
 from lit_rpe.eval.report import write_report
+from lit_rpe.eval.report_html import HTML_NAME
 from lit_rpe.image_io import save_image_grid
 from lit_rpe.posenc import InferenceRule
 from lit_rpe.precision import resolve_precision
@@ -207,7 +208,9 @@ def run_grid(spec: GridSpec) -> Path:
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description="Evaluate a grid of models x rules x resolutions")
     parser.add_argument("grid", help="grid YAML, e.g. experiments/grid_demo.yaml")
-    parser.add_argument("--print", action="store_true", help="print results.md at the end")
+    parser.add_argument(
+        "--print", action="store_true", help="print results.md and report.html's path at the end"
+    )
     opts = parser.parse_args(argv)
     spec = load_grid(opts.grid)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
@@ -217,6 +220,7 @@ def main(argv: list[str] | None = None) -> Path:
     path = run_grid(spec)
     if opts.print and rank_and_world()[0] == 0:
         print(path.read_text())
+        print(f"Report (samples and metrics side by side): {(path.parent / HTML_NAME).resolve()}")
     return path
 
 

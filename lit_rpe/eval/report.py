@@ -1,4 +1,5 @@
-"""The eval grid's report: results.csv (one row per cell and metric), results.md, and the plot.
+"""The eval grid's report: results.csv (one row per cell and metric), results.md, a plot per
+metric (``report_plots``) and report.html (``report_html``).
 
 Built only from the cells' ``metrics.json`` files, so it can be rebuilt at any time (also while
 a grid is still running) and always shows exactly what was measured. Every CSV row carries its
@@ -22,6 +23,8 @@ from lit_rpe.eval.protocol import (
     compare_cards,
 )
 from lit_rpe.eval.published import published_table
+from lit_rpe.eval.report_html import write_html_report
+from lit_rpe.eval.report_plots import plot_file_name, plot_metric
 
 CELL_COLUMNS = [
     "model", "checkpoint", "kind", "rule", "resolution", "height", "width", "train_resolution",
@@ -184,48 +187,27 @@ def metric_table(
     return [*lines, ""]
 
 
-def plot(records: list[dict], path: Path) -> None:
-    """FID (or, without it, SWD and validation loss) against the side of square resolutions."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(records: list[dict], out: Path) -> list[Path]:
+    """One figure per measured metric against the resolution, named after it
+    (``lit_rpe.eval.report_plots``)."""
     present = {m for r in records for m in r["metrics"]}
-    metrics = ["fid"] if "fid" in present else [m for m in ("swd", "val_loss") if m in present]
-    fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(6 * max(1, len(metrics)), 4.5))
-    axes = [axes] if not hasattr(axes, "__len__") else list(axes)
-    for ax, metric in zip(axes, metrics, strict=False):
-        lines: dict[str, list[tuple[int, float]]] = {}
-        for r in records:
-            if r["height"] == r["width"] and metric in r["metrics"]:
-                key = f"{r['model']} / {r['rule']}"
-                lines.setdefault(key, []).append((r["height"], r["metrics"][metric]))
-        for key, points in lines.items():
-            xs, ys = zip(*sorted(points), strict=True)
-            ax.plot(xs, ys, marker="o", label=key)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("resolution (px, square)")
-        ax.set_ylabel(metric)
-        ax.set_title(METRIC_TITLES.get(metric, metric), fontsize=9)
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    if handles:  # beside the plots, in as many columns as 30 entries need
-        ncol = -(-len(handles) // 30)
-        fig.set_size_inches(6 * len(axes) + 2.6 * ncol, 5.5)
-        fig.legend(handles, labels, loc="center right", ncol=ncol, fontsize=7, frameon=False)
-        fig.tight_layout(rect=(0, 0, 1 - 2.6 * ncol / fig.get_size_inches()[0], 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return [
+        plot_metric(
+            records, m, METRIC_TITLES.get(m, m), m in LOWER_IS_BETTER, out / plot_file_name(m)
+        )
+        for m in METRIC_ORDER
+        if m in present
+    ]
 
 
 def write_report(spec: GridSpec, *, note: str = "", skipped: list[str] | None = None) -> Path:
-    """Write results.csv, results.md and fid_vs_resolution.png under ``spec.out_dir``."""
+    """Write results.csv, results.md, report.html and one ``<metric>_vs_resolution.png`` per
+    metric under ``spec.out_dir``."""
     out = Path(spec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records = collect_cells(spec)
     write_csv(records, out / "results.csv")
-    plot(records, out / "fid_vs_resolution.png")
+    plots = plot(records, out)
     resolutions = [f"{h}x{w}" for h, w in spec.resolutions]
     comparison = compare_cards([record_card(r) for r in records])
     numbers = difference_numbers(comparison)
@@ -252,10 +234,13 @@ def write_report(spec: GridSpec, *, note: str = "", skipped: list[str] | None = 
         lines += ["Cells not evaluated (the rule does not apply there):", ""]
         lines += [f"- {s}" for s in skipped] + [""]
     lines += [
-        "Files: `results.csv` (one row per cell and metric), `fid_vs_resolution.png`, "
-        "`cells/<model>/<rule>/<H>x<W>/grid.png` (samples of each cell).",
+        "Files: `report.html` (every cell's samples and metrics side by side), `results.csv` "
+        "(one row per cell and metric), "
+        + "".join(f"`{p.name}`, " for p in plots)
+        + "`cells/<model>/<rule>/<H>x<W>/grid.png` (samples of each cell).",
         "",
     ]
     path = out / "results.md"
     path.write_text("\n".join(lines))
+    write_html_report(spec, records, comparison, numbers, plots, note=note, skipped=skipped)
     return path

@@ -59,11 +59,13 @@ def fit(
     module=None,
     checkpoint_every: int = 0,
     resume: Path | None = None,
+    logger=None,
     **trainer_kwargs,
 ) -> tuple[Trainer, object]:
-    """Train ``module`` (default ``training_module()``) for ``steps`` with ``callback``, a CSV
-    logger under ``root/logs`` and, with ``checkpoint_every``, ``root/checkpoints/last.ckpt``."""
-    callbacks = [callback]
+    """Train ``module`` (default ``training_module()``) for ``steps`` with ``callback`` (one or a
+    list), ``logger`` (default a CSV logger under ``root/logs``) and, with ``checkpoint_every``,
+    ``root/checkpoints/last.ckpt``."""
+    callbacks = list(callback) if isinstance(callback, list) else [callback]
     if checkpoint_every:
         callbacks.append(
             ModelCheckpoint(
@@ -74,7 +76,7 @@ def fit(
         default_root_dir=root,
         max_steps=steps,
         accelerator="cpu",
-        logger=CSVLogger(root, name="logs"),
+        logger=CSVLogger(root, name="logs") if logger is None else logger,
         enable_checkpointing=bool(checkpoint_every),
         enable_progress_bar=False,
         enable_model_summary=False,

@@ -122,7 +122,11 @@ def test_grid_writes_table_csv_plot_and_grids_then_skips_finished_cells(setup, m
     assert first["steps"] == "2" and first["num_samples"] == "8" and first["precision"] == "fp32"
     assert {r["resolution"] for r in rows} == {"16x16", "24x24", "16x32"}
     assert all(np.isfinite(float(r["value"])) for r in rows)
-    assert (out / "fid_vs_resolution.png").stat().st_size > 0
+    assert (out / "swd_vs_resolution.png").stat().st_size > 0  # a plot per metric, named after it
+    assert (out / "val_loss_vs_resolution.png").stat().st_size > 0
+    assert not (out / "fid_vs_resolution.png").exists()  # no FID measured, no FID file
+    assert (out / "cells" / "tiny" / "rpe2d_even" / "16x16" / "thumb.png").is_file()
+    assert "tiny / ntk+shift_auto" in (out / "report.html").read_text()
     # every row carries its cell's protocol card: a pixel model, offline metrics
     assert first["vae"] == "pixels" and first["vae_sha256"] == "" and first["latent_scale"] == "1.0"
     assert (
