@@ -224,6 +224,8 @@ class LitRPECLI(LightningCLI):
 
 def main(argv: list[str] | None = None) -> None:
     from lit_rpe.data import ImageShardDataModule
+    from lit_rpe.data.read_config import TooManySkippedSamples
+    from lit_rpe.data.remote_manifest import RemoteSetupError
 
     args = expand_config_args(list(sys.argv[1:] if argv is None else argv))
     saved_argv = sys.argv[:]
@@ -239,7 +241,13 @@ def main(argv: list[str] | None = None) -> None:
     except TrainingInterrupted as stop:
         print(f"lit-rpe: {stop}", file=sys.stderr, flush=True)
         sys.exit(EXIT_INTERRUPTED)
-    except (DamagedCheckpoint, NoReadableCheckpoint, TrainingDiverged) as err:
+    except (
+        DamagedCheckpoint,
+        NoReadableCheckpoint,
+        TrainingDiverged,
+        TooManySkippedSamples,
+        RemoteSetupError,
+    ) as err:  # each message names its cause and what to do: one line, not a traceback
         print(f"lit-rpe: {err}", file=sys.stderr, flush=True)
         sys.exit(1)
     finally:

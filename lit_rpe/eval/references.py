@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from lit_rpe.data.shard_list import expand_shards
+from lit_rpe.data.shard_url import is_pipe, is_remote
 from lit_rpe.data.validation import validation_batches
 from lit_rpe.distributed import all_gather_rows, gather_in_index_order, rank_and_world
 from lit_rpe.eval.statistics import FeatureStatistics
@@ -51,11 +52,21 @@ def reference_images_uint8(
 
 
 def dataset_key(shards: str | list[str]) -> str:
-    """A short name for a shard set: its folder name plus a hash of the paths and sizes."""
+    """A short name for a shard set: its folder name plus a hash of the paths and sizes.
+
+    Shards behind a URL or a ``pipe:`` command are keyed by their specification alone (no
+    request is made for a cache name): a remote file replaced under the same URL keeps its key.
+    """
     paths = expand_shards(shards)
-    listing = [(str(Path(p).resolve()), Path(p).stat().st_size) for p in paths]
+    listing = [
+        (p, None)
+        if is_remote(p) or is_pipe(p)
+        else (str(Path(p).resolve()), Path(p).stat().st_size)
+        for p in paths
+    ]
     digest = hashlib.sha1(json.dumps(listing).encode()).hexdigest()[:10]
-    return f"{Path(paths[0]).parent.name}-{digest}"
+    folder = paths[0].rstrip("/").rsplit("/", 2)[-2] if is_remote(paths[0]) else None
+    return f"{folder or Path(paths[0]).parent.name}-{digest}"
 
 
 @dataclass

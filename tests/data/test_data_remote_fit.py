@@ -51,8 +51,8 @@ def fit(train_shards: str, val: Path, run_dir: Path) -> subprocess.CompletedProc
         "--data.samples_per_epoch=48",
         "--data.read.retry_delay_s=0.05",
         "--trainer.precision=32",
-        "--trainer.callbacks.init_args.resolutions=[16]",
-        "--trainer.callbacks.init_args.num_images=2",
+        "--trainer.callbacks.init_args.settings.resolutions=[16]",
+        "--trainer.callbacks.init_args.settings.num_images=2",
     ]
     environment = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run(
@@ -91,3 +91,17 @@ def test_fit_trains_on_shards_in_an_s3_bucket(shard_folders, tmp_path: Path, mon
         upload_folder(endpoint, train, "shards", "train")
         done = fit("s3://shards/train/shard-{000000..000001}.tar", val, tmp_path / "run")
     assert_trained(done, tmp_path / "run")
+
+
+@pytest.mark.timeout(300)
+def test_fit_with_a_missing_shard_url_stops_at_set_up_with_one_line(shard_folders, tmp_path):
+    """A shard the server does not have (404) is named in one line before the first step: no
+    traceback, no checkpoint."""
+    train, val = shard_folders
+    with http_server(train.parent) as (base, _):
+        done = fit(f"{base}/train/shard-{{000000..000002}}.tar", val, tmp_path / "run")
+    assert done.returncode == 1, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("lit-rpe: ") and "shard-000002.tar" in last, last
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()

@@ -230,3 +230,13 @@ def test_file_hash_follows_a_rewritten_file(tmp_path):
     path.write_bytes(b"two!")
     assert provenance.file_sha256(path) == hashlib.sha256(b"two!").hexdigest()
     assert provenance.device_name("cpu") == provenance.cpu_name() != ""
+
+
+def test_a_reference_set_behind_urls_is_keyed_without_touching_the_network():
+    """Validation shards on a server name their reference cache from the URLs alone (a stat of
+    the URL as a local path failed before), and another set of URLs gets another key."""
+    urls = "http://127.0.0.1:9/imagenet/val/val-{000000..000003}.tar"
+    key = dataset_key(urls)
+    assert key.startswith("val-") and key == dataset_key(urls)
+    assert dataset_key("s3://bucket/imagenet/val/val-{000000..000002}.tar") != key
+    assert dataset_key("pipe:cat /data/val-000000.tar").split("-")[-1] != key.split("-")[-1]
