@@ -181,7 +181,7 @@ def figure(folder: Path, name: str, caption: str, css: str) -> str:
 
 
 def set_section(folder: Path, records: list[dict], view: StudySetView) -> str:
-    metrics = sorted({m for r in records for m in r["metrics"]})
+    metrics = list(dict.fromkeys(m for r in records for m in r["metrics"]))  # csv order
     best = {m: best_per_column(records, m, m in LOWER_IS_BETTER) for m in metrics}
     res = sorted({(r["height"], r["width"]) for r in records})
     side = math.ceil(math.sqrt(view.grid_images))
