@@ -140,7 +140,12 @@ class Comparison:
 
     @property
     def better(self) -> bool:
-        return (self.seeds.estimate < 0) == (self.metric in LOWER_IS_BETTER)
+        return is_better(self.metric, self.seeds.estimate)
+
+
+def is_better(metric: str, difference: float) -> bool:
+    """Whether ``a - b = difference`` of ``metric`` favours ``a``."""
+    return (difference < 0) == (metric in LOWER_IS_BETTER)
 
 
 def compare(study: StudyCells, a: CellKey, b: CellKey, resamples: int = 1000) -> list[Comparison]:

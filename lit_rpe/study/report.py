@@ -300,12 +300,19 @@ def write_study(plan: StudyPlan, study_dir: Path, timings: dict) -> Path:
         ]
     write_rows(rows_by_set, study_dir / "study.csv")
     shutil.copy(study_dir / "study.csv", FIGURES / "study.csv")
+    # imported here: report_html imports this module's titles and number format
+    from lit_rpe.study.report_html import set_views, write_study_html
+
+    write_study_html(FIGURES, set_views(plan))
     reading = DOCS / "study_reading.md"
     lines = [
         "# Results: resolution generalization on a laptop CPU",
         "",
         *provenance(plan, timings),
         "Every number below is copied by `lit_rpe.study` from `docs/study_cpu/study.csv`.",
+        "The sample strips beside every number, with an A/B flip: "
+        "[study_cpu/report.html](study_cpu/report.html) (rebuilt from the committed files by "
+        "`python -m lit_rpe.study.report_html docs/study_cpu`).",
         "",
         reading.read_text() if reading.is_file() else "_(reading not written yet)_",
         "",

@@ -2,7 +2,8 @@
 image loads, the A/B view flips, a 200-cell grid opens without loading its full-size images.
 
 The demo's own report (``runs/demo/eval_grid/report.html``, written by ``make demo``) is checked
-when it exists; set ``LIT_RPE_REPORT_SCREENSHOT`` to keep its screenshot (the README's is
+when it exists, the study's committed ``docs/study_cpu/report.html`` always; set
+``LIT_RPE_REPORT_SCREENSHOT`` to keep the demo's screenshot (the README's is
 ``docs/report_screenshot.png``).
 """
 
@@ -20,6 +21,7 @@ from lit_rpe.eval.report import write_report
 pytestmark = pytest.mark.browser
 
 DEMO_REPORT = Path("runs/demo/eval_grid/report.html")
+STUDY_REPORT = Path("docs/study_cpu/report.html")
 
 
 def check_report(driver, report: Path, screenshot: Path) -> None:
@@ -72,6 +74,34 @@ def test_demo_report_in_chromium(tmp_path):
     with chromium() as driver:
         driver.set_window_size(1280, 1000)
         check_report(driver, DEMO_REPORT, screenshot)
+
+
+def test_study_report_in_chromium(tmp_path):
+    """Every strip and plot of the committed study page loads; the A/B flip changes the strip."""
+    skip_without_chromium()
+    from selenium.webdriver.common.by import By
+
+    with chromium() as driver:
+        driver.get(STUDY_REPORT.resolve().as_uri())
+        images = load_every_image(driver)
+        strips = [i for i in images if "/samples_" in i["src"]]
+        assert len(strips) >= 2 and any(i["src"].endswith("_rules.png") for i in images)
+        assert [i["src"] for i in images if i["width"] == 0] == []
+        ab = driver.find_element(By.ID, "ab-image")
+        shown = ab.get_attribute("src")
+        driver.find_element(By.ID, "ab-flip").click()
+        assert ab.get_attribute("src") != shown and "/samples_" in ab.get_attribute("src")
+        assert driver.find_element(By.ID, "ab-caption").text.startswith("B: ")
+        assert load_every_image(driver)
+        assert driver.execute_script("return arguments[0].naturalWidth;", ab) > 0
+        strip = driver.find_element(By.CSS_SELECTOR, "a.enlarge img.strip")
+        strip.click()  # click to enlarge: the full strip in the lightbox
+        box = driver.find_element(By.ID, "lightbox")
+        assert box.is_displayed()
+        assert box.find_element(By.TAG_NAME, "img").get_attribute("src").endswith(".png")
+        box.click()
+        assert not box.is_displayed()
+        assert driver.save_screenshot(str(tmp_path / "study.png"))
 
 
 def test_200_cell_report_opens_without_its_full_size_images(tmp_path):

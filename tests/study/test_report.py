@@ -124,3 +124,8 @@ def test_results_mark_what_is_significant_and_quote_the_csv(study):
     ):
         assert (tmp_path / "docs/study_cpu" / name).is_file(), name
     assert "![rpe2d_rope](study_cpu/samples_shapes_rpe2d_rope.png)" in text
+    # the study's page, on the same code path, linked from RESULTS.md's header
+    assert "[study_cpu/report.html](study_cpu/report.html)" in "\n".join(lines[:6])
+    page = (tmp_path / "docs/study_cpu/report.html").read_text()
+    assert 'src="samples_shapes_rpe2d_rope.png"' in page
+    assert "rpe2d_rope (own rule: rpe2d_even)" in page and "32x32 (train)" in page
