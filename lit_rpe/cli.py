@@ -196,6 +196,8 @@ class LitRPECLI(LightningCLI):
         # LightningCLI reads the hyper-parameters of an explicit --ckpt_path with torch.load
         # right after parsing: verify the file first, so a damaged one is one clear line.
         subcommand = self.config.get("subcommand")
+        if subcommand == "sample" and self.config[subcommand].get("official"):
+            return  # an official file: no hyper-parameters; load_official checks it itself
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(ckpt_path).is_file():
             verify_checkpoint(ckpt_path, keys=("state_dict",))
