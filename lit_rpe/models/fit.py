@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_rpe.models.dit import gelu_tanh, modulate
+from lit_rpe.models.dit import FinalLayer, Mlp, modulate
 from lit_rpe.models.embeddings import LabelEmbedder, TimestepEmbedder
 from lit_rpe.posenc import (
     InferenceRule,
@@ -55,18 +55,6 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.silu(self.fc1_g(x)) * self.fc1_x(x))
-
-
-class GeluMlp(nn.Module):
-    """DiT's MLP: ``fc2(gelu_tanh(fc1(x)))``."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(gelu_tanh(self.fc1(x)))
 
 
 class FiTAttention(nn.Module):
@@ -100,7 +88,7 @@ class FiTBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = FiTAttention(dim, num_heads, qk_norm)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.mlp = SwiGLU(dim, mlp_hidden) if swiglu else GeluMlp(dim, mlp_hidden)
+        self.mlp = SwiGLU(dim, mlp_hidden) if swiglu else Mlp(dim, mlp_hidden)
         if adaln_lora_dim:
             self.adaLN_modulation = nn.Sequential(
                 nn.SiLU(), nn.Linear(dim, adaln_lora_dim), nn.Linear(adaln_lora_dim, 6 * dim)
@@ -115,18 +103,6 @@ class FiTBlock(nn.Module):
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = mod.unsqueeze(1).chunk(6, dim=2)
         x = x + gate_a * self.attn(modulate(self.norm1(x), shift_a, scale_a), rope, logit_factor)
         return x + gate_m * self.mlp(modulate(self.norm2(x), shift_m, scale_m))
-
-
-class FiTFinalLayer(nn.Module):
-    def __init__(self, dim: int, patch_size: int, out_channels: int):
-        super().__init__()
-        self.norm_final = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.linear = nn.Linear(dim, patch_size * patch_size * out_channels)
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
-
-    def forward(self, x, c):
-        shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
-        return self.linear(modulate(self.norm_final(x), shift, scale))
 
 
 class FiT(nn.Module):
@@ -209,7 +185,7 @@ class FiT(nn.Module):
             )
             for _ in range(depth)
         )
-        self.final_layer = FiTFinalLayer(hidden_size, patch_size, self.out_channels)
+        self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
 
     @property
     def default_rule(self) -> InferenceRule:
