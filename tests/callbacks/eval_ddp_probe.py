@@ -31,7 +31,7 @@ def main() -> None:
     writes = []
     write_csv = EvalHistory.write_csv
     EvalHistory.write_csv = lambda self, path: writes.append(str(path)) or write_csv(self, path)
-    metrics = ["fid", "sfid", "is", "kid", "precision_recall"] if weights else "auto"
+    # auto: the offline metrics, plus every Inception one when the weight file is given
     settings = EvalSettings(
         resolutions=[16, [16, 32]],
         rules=["rpe2d_even", {"name": "ntk", "timestep_shift": "auto"}],
@@ -40,7 +40,7 @@ def main() -> None:
         val_shards=shards,
         val_loss_images=8,
         val_loss_t=2,
-        metrics=metrics,
+        metrics="auto",
         inception_weights=weights,
         reference_cache=str(out / "refs"),
         fid_method="eigh",

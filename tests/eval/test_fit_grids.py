@@ -70,7 +70,7 @@ def test_the_shipped_fitv2_grid_runs_on_the_cpu_with_a_tiny_file(tmp_path, vae_f
         out_dir=str(tmp_path / "out"),
         val_shards=str(write_val_shards(tmp_path / "val", size=64)),
         resolutions=[64, [64, 128]],
-        num_samples=2,
+        num_images=2,
         batch_size=2,
         grid_images=2,
         metrics=["swd"],
