@@ -1,6 +1,6 @@
 """Official DiT (facebookresearch/DiT) and SiT (willisma/SiT) checkpoints as this suite's ``DiT``.
 
-The network only: ``lit_rpe.official`` adds the objectives and samplers (``load_official``).
+The network only: ``lit_rpe.official.model`` adds the objectives and samplers (``load_official``).
 
 Both repositories share one network (``models.py``: timm PatchEmbed/Attention/Mlp, adaLN-Zero
 blocks, a fixed sin-cos ``pos_embed`` table added to the patch tokens) and save a plain state

@@ -4,7 +4,7 @@
   default (FiT's README), CFG on the first 3 latent channels as its ``forward_with_cfg``.
 - FiTv2: SiT's linear interpolant with velocity prediction; by default the adaptive ODE solver
   of its published numbers (``dopri5``, atol 1e-6, rtol 1e-3), CFG on 3 channels.
-Both are ``OfficialModel`` with objective ``dit`` / ``sit`` (lit_rpe.official), so every
+Both are ``OfficialModel`` with objective ``dit`` / ``sit`` (lit_rpe.official.model), so every
 sampler option, rule and the eval grid apply unchanged.
 
 Loader options the weights cannot show (docs/official_checkpoints.md): ``context_size`` (256;
@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lit_rpe.models.fit_loading import FIT_OBJECTIVE, build_fit_net
-from lit_rpe.official import OfficialModel
+from lit_rpe.official.fit_net import FIT_OBJECTIVE, build_fit_net
+from lit_rpe.official.model import OfficialModel
 from lit_rpe.posenc import InferenceRule, fit_rule
-from lit_rpe.sampler import LATENT_FACTOR
+from lit_rpe.sampling.sampler import LATENT_FACTOR
 
 # Sampler defaults of FiT's published numbers (README commands), per version.
 FIT_SAMPLING = {

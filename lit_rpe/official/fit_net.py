@@ -27,7 +27,7 @@ import torch
 from lit_rpe.models.fit import FiT
 
 FIT_VERSIONS = ("fitv1", "fitv2")
-# The objective of each version, as lit_rpe.official names it.
+# The objective of each version, as lit_rpe.official.model names it.
 FIT_OBJECTIVE = {"fitv1": "dit", "fitv2": "sit"}
 HEADS_OF_HIDDEN = {1152: 16, 2304: 24}
 FIT_PATCH = 2

@@ -1,6 +1,6 @@
 """``OfficialModel``: an official DiT or SiT file, sampled at any resolution with any rule.
 
-It implements ``lit_rpe.sampler.Sampler``, so the eval grid, ``generate_to_folder`` and
+It implements ``lit_rpe.sampling.sampler.Sampler``, so the eval grid, ``generate_to_folder`` and
 ``lit-rpe sample --official`` use it in place of a trained module. The flow-matching validation
 loss does not apply to these objectives (``supports_validation_loss`` is False).
 
@@ -11,7 +11,7 @@ loss does not apply to these objectives (``supports_validation_loss`` is False).
 - SiT files: SiT's linear interpolant ``x = t x_data + (1 - t) noise`` (t = 1 data) with
   velocity ``data - noise``. In this suite's time (``t' = 1 - t``, 1 = noise) the velocity is
   ``v' = -v``, so ``sample_ode`` (``euler`` / ``heun`` / ``dopri5``) integrates it unchanged;
-  ``sde`` is SiT's Euler-Maruyama sampler (``lit_rpe.flow.sde``); the sigma channels of
+  ``sde`` is SiT's Euler-Maruyama sampler (``lit_rpe.objectives.flow.sde``); the sigma channels of
   learn_sigma files are dropped, as SiT's forward does.
 """
 
@@ -22,21 +22,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lit_rpe.ddpm.samplers import ddim_sample, ddpm_sample, noise_generators, step_noise
-from lit_rpe.ddpm.schedule import TRAIN_STEPS, DDPMSchedule
-from lit_rpe.flow.samplers import sample_ode
-from lit_rpe.guidance import guided_channel_count, guided_denoiser
 from lit_rpe.models.dit import DiT
-from lit_rpe.models.official import build_official_net, check_kind
+from lit_rpe.objectives.ddpm.samplers import ddim_sample, ddpm_sample, noise_generators, step_noise
+from lit_rpe.objectives.ddpm.schedule import TRAIN_STEPS, DDPMSchedule
+from lit_rpe.objectives.flow.samplers import sample_ode
+from lit_rpe.official.dit_sit_net import build_official_net, check_kind
 from lit_rpe.posenc import InferenceRule
-from lit_rpe.sampler import (
+from lit_rpe.sampling.guidance import guided_channel_count, guided_denoiser
+from lit_rpe.sampling.sampler import (
     LATENT_FACTOR,
     LazyVAE,
     RuleNotApplicable,
     Sampler,
     SamplingStart,
 )
-from lit_rpe.sampler_settings import (
+from lit_rpe.sampling.settings import (
     DDPM_METHODS,
     FLOW_METHODS,
     OFFICIAL_SAMPLING,
@@ -138,7 +138,7 @@ class OfficialModel(nn.Module, Sampler):
             official_cfg = options.cfg_scale != 1.0 and options.guidance_interval is None
             guided = guided_channel_count(options.cfg_channels)
             if options.method == "dopri5" and official_cfg and guided:
-                from lit_rpe.official_ode import sample_official_adaptive
+                from lit_rpe.official.ode import sample_official_adaptive
 
                 return sample_official_adaptive(
                     start,
@@ -151,7 +151,7 @@ class OfficialModel(nn.Module, Sampler):
                 return -denoise(x, 1.0 - t, t)[:, :c]  # SiT's t = 1 - t, v = -v_SiT
 
             if options.method == "sde":
-                from lit_rpe.flow.sde import sample_sde
+                from lit_rpe.objectives.flow.sde import sample_sde
 
                 gens = noise_generators(start.seeds)
                 return sample_sde(
@@ -185,14 +185,14 @@ class OfficialModel(nn.Module, Sampler):
 
 def load_official(path: str | Path, kind: str, **kwargs) -> OfficialModel:
     """Load an official DiT (``kind="dit"``), SiT (``"sit"``) or FiT/FiTv2 (``"fit"``,
-    ``lit_rpe.official_fit.load_fit``, which also takes ``context_size`` and
+    ``lit_rpe.official.fit.load_fit``, which also takes ``context_size`` and
     ``ori_max_pe_len``) file as an ``OfficialModel``: the network plus the objective and
     samplers the file was trained for. kwargs go to ``OfficialModel`` (vae_path, rule,
     cfg_channels, cfg_scale, steps, method, ...), except ``num_heads`` (for non-official sizes,
     see ``build_official_net``).
     """
     if kind == "fit":
-        from lit_rpe.official_fit import load_fit
+        from lit_rpe.official.fit import load_fit
 
         return load_fit(path, **kwargs)
     net = build_official_net(path, kind, num_heads=kwargs.pop("num_heads", None))

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from lit_rpe.flow.samplers import ADAPTIVE_TOLERANCES, sample_ode_adaptive
-from lit_rpe.sampler import SamplingStart
+from lit_rpe.objectives.flow.samplers import ADAPTIVE_TOLERANCES, sample_ode_adaptive
+from lit_rpe.sampling.sampler import SamplingStart
 
 
 def sample_official_adaptive(

@@ -1,6 +1,6 @@
 """Convert an ImageNet-style or class-per-folder image tree into WebDataset shards.
 
-    python -m lit_rpe.datasets.make_shards /data/imagenet --out /data/imagenet-wds \\
+    python -m lit_rpe.prep.make_shards /data/imagenet --out /data/imagenet-wds \\
         [--val-labels LOC_val_solution.csv] [--shard-size 1000] [--workers 16]
 
 writes ``OUT/classes.json`` (class name -> index, sorted names) and ``OUT/<split>/shard-NNNNNN.tar``
@@ -22,9 +22,8 @@ from pathlib import Path
 from PIL import Image
 from rich.console import Console
 
-from lit_rpe.data.shard_list import write_classes
-from lit_rpe.datasets.image_tree import Entry, discover, sample_keys
-from lit_rpe.datasets.shard_writer import (
+from lit_rpe.prep.image_tree import Entry, discover, sample_keys
+from lit_rpe.prep.shard_writer import (
     ItemRenderer,
     ShardJob,
     UnreadableItem,
@@ -34,6 +33,7 @@ from lit_rpe.datasets.shard_writer import (
     shuffled_jobs,
     write_shards,
 )
+from lit_rpe.training.data.shard_list import write_classes
 
 FORMAT = "lit_rpe-shards/1"
 SPLIT_IDS = {"train": 0, "val": 1}

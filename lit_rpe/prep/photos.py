@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lit_rpe.data.shard_list import write_classes
-from lit_rpe.datasets.shard_writer import (
+from lit_rpe.prep.shard_writer import (
     ItemRenderer,
     ShardJob,
     WriteSummary,
     shuffled_jobs,
     write_shards,
 )
+from lit_rpe.training.data.shard_list import write_classes
 
 FORMAT = "lit_rpe-photos/1"
 

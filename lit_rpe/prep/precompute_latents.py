@@ -1,6 +1,6 @@
 """Precompute VAE latents of image shards (the optional fast path; trade-offs in data/README.md).
 
-    python -m lit_rpe.datasets.precompute_latents --shards 'imagenet-wds/train' \\
+    python -m lit_rpe.prep.precompute_latents --shards 'imagenet-wds/train' \\
         --out imagenet-latents/train --vae /models/sd-vae-ft-ema --resolution 256 --zoom 1.25
 
 Every image is resized once so that it covers ``zoom x resolution`` (short side ``zoom * R`` for a
@@ -24,7 +24,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lit_rpe.data.decode import (
+from lit_rpe.models.vae import SDVAE
+from lit_rpe.prep.shard_writer import Sample, ShardJob, WriteSummary, write_shards
+from lit_rpe.resolution import as_height_width
+from lit_rpe.training.data.decode import (
     CorruptSample,
     cover_scale,
     covering_size,
@@ -33,12 +36,9 @@ from lit_rpe.data.decode import (
     open_image,
     parse_label,
 )
-from lit_rpe.data.shard_list import CLASSES_NAME, expand_shards, find_classes_file
-from lit_rpe.data.tar_io import ShardReadError, iter_tar_samples
-from lit_rpe.data.transforms import center_offsets
-from lit_rpe.datasets.shard_writer import Sample, ShardJob, WriteSummary, write_shards
-from lit_rpe.models.vae import SDVAE
-from lit_rpe.resolution import as_height_width
+from lit_rpe.training.data.shard_list import CLASSES_NAME, expand_shards, find_classes_file
+from lit_rpe.training.data.tar_io import ShardReadError, iter_tar_samples
+from lit_rpe.training.data.transforms import center_offsets
 
 
 def encoding_size(

@@ -9,7 +9,7 @@ at the same relative place and size; references at 0.5x-2x are true renders, not
 Classes are colour x shape (``CLASSES``, 10, sorted names = label order). The colours are five
 saturated hues at least 60 degrees apart (chroma 0.77); the two shapes, an axis-aligned square
 and an upright isosceles triangle, fill 100 % and 50 % of their bounding box, so that colour
-and shape stay readable by ``lit_rpe.eval.object_metrics`` down to 16 px. Both shapes are
+and shape stay readable by ``lit_rpe.eval.metrics.object_metrics`` down to 16 px. Both shapes are
 mirror-symmetric, so the horizontal flip of training keeps every class. The background is a grey
 level plus three low-frequency waves (0.5-1.5 cycles per short side) and a faint constant tint
 (chroma <= 0.05), far from every object colour in saturation.

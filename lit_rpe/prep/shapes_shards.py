@@ -25,16 +25,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lit_rpe.data.shard_list import expand_shards, write_classes
-from lit_rpe.data.tar_io import iter_tar_samples
-from lit_rpe.datasets.shapes import CLASSES, Scene, draw_scene, render_scene, render_scenes
-from lit_rpe.datasets.shard_writer import (
+from lit_rpe.prep.shapes import CLASSES, Scene, draw_scene, render_scene, render_scenes
+from lit_rpe.prep.shard_writer import (
     ItemRenderer,
     ShardJob,
     WriteSummary,
     shuffled_jobs,
     write_shards,
 )
+from lit_rpe.training.data.shard_list import expand_shards, write_classes
+from lit_rpe.training.data.tar_io import iter_tar_samples
 
 FORMAT = "lit_rpe-shapes/1"  # bump when the drawing or the rendering changes
 SPLITS = {"train": 0, "val": 1}

@@ -28,8 +28,8 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from lit_rpe.data.shard_list import read_manifest, write_manifest
-from lit_rpe.data.tar_io import PARTIAL_SUFFIX, write_tar
+from lit_rpe.training.data.shard_list import read_manifest, write_manifest
+from lit_rpe.training.data.tar_io import PARTIAL_SUFFIX, write_tar
 
 Sample = tuple[str, dict[str, bytes]]
 # job -> (samples in order, [[item, reason], ...] for the items that could not be read)

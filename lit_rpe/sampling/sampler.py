@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
-from lit_rpe.flow.noise import seeded_noise
+from lit_rpe.objectives.flow.noise import seeded_noise
 from lit_rpe.posenc import InferenceRule
 from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR, as_height_width
-from lit_rpe.sampler_settings import SamplerSettings
+from lit_rpe.sampling.settings import SamplerSettings
 
 if TYPE_CHECKING:
     from lit_rpe.models.dit import DiT

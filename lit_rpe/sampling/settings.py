@@ -36,8 +36,8 @@ class SamplerSettings:
     classifier-free guidance scale s (1: no guidance, one pass). guidance_interval: (t_lo, t_hi)
     in the suite's time (1 = noise), bounds included, where guidance applies (None: every step).
     cfg_channels: ``all`` guides every output channel; ``dit`` the first 3 latent channels, as
-    the official DiT and SiT ``forward_with_cfg`` do (``lit_rpe.guidance``). ddim_eta: DDIM's
-    eta (0: deterministic).
+    the official DiT and SiT ``forward_with_cfg`` do (``lit_rpe.sampling.guidance``). ddim_eta:
+    DDIM's eta (0: deterministic).
     """
 
     method: Literal["euler", "heun", "dopri5", "sde", "ddpm", "ddim"] | None = None

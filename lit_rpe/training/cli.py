@@ -11,8 +11,9 @@ A rule (``--rule``, ``--model.rule``) is a name or a mapping of ``InferenceRule`
 included (``{name: dype_ntk, lambda_s: 1.5}``), checked when the arguments are parsed.
 
 ``fit`` resumes by itself from the newest readable of ``<run dir>/checkpoints/last.ckpt``,
-``step*.ckpt`` and ``<run dir>/hpc_ckpt_<n>.ckpt`` (``lit_rpe.checkpoints``). A run stopped by
-SIGTERM, SIGUSR1 or SIGINT saves a checkpoint and exits with status 75 (``lit_rpe.signals``).
+``step*.ckpt`` and ``<run dir>/hpc_ckpt_<n>.ckpt`` (``lit_rpe.training.checkpoints``). A run
+stopped by SIGTERM, SIGUSR1 or SIGINT saves a checkpoint and exits with status 75
+(``lit_rpe.training.signals``).
 """
 
 from __future__ import annotations
@@ -30,20 +31,20 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
-from lit_rpe.callbacks.divergence import TrainingDiverged
-from lit_rpe.checkpoints import (
+from lit_rpe.posenc import InferenceRule, parse_rule
+from lit_rpe.precision import PrecisionRequest, accelerator_device_type, resolve_precision
+from lit_rpe.sampling.sampler import seeds_and_labels
+from lit_rpe.training.callbacks.divergence import TrainingDiverged
+from lit_rpe.training.checkpoints import (
     AtomicCheckpointIO,
     DamagedCheckpoint,
     NoReadableCheckpoint,
     resume_checkpoint,
     verify_checkpoint,
 )
-from lit_rpe.experiments import expand_config_args
-from lit_rpe.module import DiffusionModule
-from lit_rpe.posenc import InferenceRule, parse_rule
-from lit_rpe.precision import PrecisionRequest, accelerator_device_type, resolve_precision
-from lit_rpe.sampler import seeds_and_labels
-from lit_rpe.signals import EXIT_INTERRUPTED, StopOnSignal, TrainingInterrupted
+from lit_rpe.training.experiments import expand_config_args
+from lit_rpe.training.module import DiffusionModule
+from lit_rpe.training.signals import EXIT_INTERRUPTED, StopOnSignal, TrainingInterrupted
 
 
 def checkpoint_folders(trainer: Trainer) -> tuple[Path, Path]:
@@ -59,8 +60,8 @@ def last_checkpoint(trainer: Trainer, *, rename: bool = False) -> Path | None:
 
     Candidates: ``last.ckpt`` and ``step*.ckpt`` of the checkpoint folder and the
     ``hpc_ckpt_<n>.ckpt`` files of the run directory (SLURM requeue); newest first, each
-    verified (``lit_rpe.checkpoints``). Damaged newer ones are named in one line each and, with
-    ``rename``, moved aside; none readable raises ``NoReadableCheckpoint``.
+    verified (``lit_rpe.training.checkpoints``). Damaged newer ones are named in one line each
+    and, with ``rename``, moved aside; none readable raises ``NoReadableCheckpoint``.
     """
     folder, root = checkpoint_folders(trainer)
     choice = resume_checkpoint(folder, root, rename=rename)
@@ -135,7 +136,7 @@ class LitRPETrainer(Trainer):
         """
         inference_rule = model.default_rule() if rule is None else parse_rule(rule)
         if official is not None:
-            from lit_rpe.official import load_official
+            from lit_rpe.official.model import load_official
 
             if not ckpt_path:
                 raise ValueError(f"--official {official} needs --ckpt_path: the official file")
@@ -223,7 +224,7 @@ class LitRPECLI(LightningCLI):
 
 
 def main(argv: list[str] | None = None) -> None:
-    from lit_rpe.data import ImageShardDataModule
+    from lit_rpe.training.data import ImageShardDataModule
 
     args = expand_config_args(list(sys.argv[1:] if argv is None else argv))
     saved_argv = sys.argv[:]

@@ -9,7 +9,7 @@ import torch
 from jsonargparse.typing import register_type
 
 from lit_rpe.posenc.rules import InferenceRule, parse_rule
-from lit_rpe.sampler_settings import SamplerSettings
+from lit_rpe.sampling.settings import SamplerSettings
 
 # An ``InferenceRule`` in an experiment file or on the command line is a name or a mapping of
 # its fields, read by ``parse_rule`` when the arguments are parsed (so a wrong field fails then,

@@ -5,7 +5,8 @@ seeded by (seed, rank, step), not from global state. A resumed run therefore rep
 draws of an uninterrupted one, on every rank, without carrying generator states in checkpoints.
 The generator lives on the module's device, so nothing is drawn on the host and copied per step
 (the draws differ between a CPU and a GPU run of the same seed, and repeat on each).
-Validation draws nothing: its noise and times follow ``lit_rpe.flow.validation``.
+Validation draws nothing: its noise and times follow
+``lit_rpe.objectives.flow.validation_protocol``.
 """
 
 from __future__ import annotations
@@ -19,18 +20,18 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 
-from lit_rpe.callbacks.divergence import TrainingDiverged
-from lit_rpe.config import NetConfig, OptimConfig, allow_config_classes
-from lit_rpe.flow.loss import FlowMatchingLoss, loss_per_t_bucket
-from lit_rpe.flow.samplers import sample_ode
-from lit_rpe.flow.validation import validation_losses
-from lit_rpe.guidance import guided_channel_count, guided_velocity
 from lit_rpe.models.dit import DiT
+from lit_rpe.objectives.flow.loss import FlowMatchingLoss, loss_per_t_bucket
+from lit_rpe.objectives.flow.samplers import sample_ode
+from lit_rpe.objectives.flow.validation_protocol import validation_losses
 from lit_rpe.posenc import InferenceRule, parse_rule
 from lit_rpe.precision import CHECKPOINT_KEY
 from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR, PIXEL_CHANNELS, as_height_width
-from lit_rpe.sampler import LazyVAE, Sampler, SamplingStart
-from lit_rpe.sampler_settings import FLOW_METHODS, FLOW_SAMPLING, SamplerSettings
+from lit_rpe.sampling.guidance import guided_channel_count, guided_velocity
+from lit_rpe.sampling.sampler import LazyVAE, Sampler, SamplingStart
+from lit_rpe.sampling.settings import FLOW_METHODS, FLOW_SAMPLING, SamplerSettings
+from lit_rpe.training.callbacks.divergence import TrainingDiverged
+from lit_rpe.training.config import NetConfig, OptimConfig, allow_config_classes
 
 
 def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
@@ -49,7 +50,7 @@ class DiffusionModule(LightningModule, Sampler):
     logged in. rule: the inference rule of sampling and validation (``InferenceRule``: a name
     or a mapping of its fields, ``parse_rule``); None: the network's default (``rpe2d_even``
     for rpe2d positions, else ``extrapolate``). val_loss_t: times per validation image
-    (``lit_rpe.flow.validation``).
+    (``lit_rpe.objectives.flow.validation_protocol``).
     nan_check_every_n_steps: check the loss for NaN/inf every n steps (0: never), before the
     optimizer step; each check is one host sync on a GPU (after the backward is queued). init_from:
     a checkpoint whose weights and EMA start this run (multi-stage training, e.g. a 256 px model
@@ -319,9 +320,10 @@ class DiffusionModule(LightningModule, Sampler):
     # --------------------------------------------------------------------------- validation
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        """The flow-matching loss of the validation protocol (``lit_rpe.flow.validation``: noise
-        from each image's key, ``val_loss_t`` fixed times) with the default rule, for the
-        weights (``val/loss``) and the EMA (``val/loss_ema``)."""
+        """The flow-matching loss of the validation protocol
+        (``lit_rpe.objectives.flow.validation_protocol``: noise from each image's key,
+        ``val_loss_t`` fixed times) with the default rule, for the weights (``val/loss``) and the
+        EMA (``val/loss_ema``)."""
         if "key" not in batch:
             raise ValueError("validation batches need 'key' (the sample keys seed the noise)")
         x0 = self.encode(batch["image"])

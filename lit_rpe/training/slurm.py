@@ -1,6 +1,7 @@
 """Render (and submit) an experiment's sbatch script: ``make sbatch EXP=... NODES=... GPUS=...``.
 
-    python -m lit_rpe.slurm rpe2d_256 --nodes 4 --gpus 8 --partition gpu --time 48:00:00 [--dry]
+    python -m lit_rpe.training.slurm rpe2d_256 --nodes 4 --gpus 8 --partition gpu \
+        --time 48:00:00 [--dry]
 
 The script runs ``srun python -m lit_rpe fit`` with one task per GPU, so that tasks per node,
 Lightning's ``devices`` and ``num_nodes`` always agree with the allocation. It is written into
@@ -16,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lit_rpe.experiments import EXPERIMENTS_DIR, compose, list_experiments
+from lit_rpe.training.experiments import EXPERIMENTS_DIR, compose, list_experiments
 
 TEMPLATE = EXPERIMENTS_DIR / "slurm" / "train.sbatch"
 

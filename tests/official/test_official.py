@@ -17,10 +17,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lit_rpe.ddpm import DDPMSchedule
-from lit_rpe.models import OFFICIAL_KINDS, DiT
-from lit_rpe.models.official import official_config
-from lit_rpe.official import load_official
+from lit_rpe.models import DiT
+from lit_rpe.objectives.ddpm import DDPMSchedule
+from lit_rpe.official import OFFICIAL_KINDS
+from lit_rpe.official.dit_sit_net import official_config
+from lit_rpe.official.model import load_official
 from lit_rpe.posenc import InferenceRule
 
 HIDDEN, HEADS, DEPTH, PATCH, CHANNELS, CLASSES, GRID = 64, 2, 2, 2, 4, 10, 4  # 64 px files
@@ -310,7 +311,7 @@ def test_dit_guidance_convention_is_an_option(ckpt):
 
 @pytest.mark.parametrize("kind", OFFICIAL_KINDS)
 def test_lit_rpe_sample_official_writes_a_grid(tmp_path, ckpt, kind, vae_folder):
-    from lit_rpe.cli import main
+    from lit_rpe.training.cli import main
 
     vae = vae_folder
     main(

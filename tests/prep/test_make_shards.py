@@ -12,9 +12,9 @@ import pytest
 from data_fixtures import encode, smooth_image, write_imagenet_tree
 from PIL import Image
 
-from lit_rpe.data import ImageShardDataModule, iter_tar_samples
-from lit_rpe.data.shard_list import read_manifest, write_manifest
-from lit_rpe.datasets.make_shards import convert_tree, main
+from lit_rpe.prep.make_shards import convert_tree, main
+from lit_rpe.training.data import ImageShardDataModule, iter_tar_samples
+from lit_rpe.training.data.shard_list import read_manifest, write_manifest
 
 
 def pixels(data: bytes) -> np.ndarray:

@@ -8,8 +8,8 @@ import json
 
 from PIL import Image
 
-from lit_rpe.data import ImageShardDataModule, iter_tar_samples
-from lit_rpe.datasets.photos import PHOTOS, build_photo_set, load_photo
+from lit_rpe.prep.photos import PHOTOS, build_photo_set, load_photo
+from lit_rpe.training.data import ImageShardDataModule, iter_tar_samples
 
 
 def snapshot(folder):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from lit_rpe.data import ImageShardDataModule, iter_tar_samples
-from lit_rpe.datasets.precompute_latents import precompute_latents, prepare_image
 from lit_rpe.models.vae import SDVAE
+from lit_rpe.prep.precompute_latents import precompute_latents, prepare_image
+from lit_rpe.training.data import ImageShardDataModule, iter_tar_samples
 
 
 def test_precomputed_latents_feed_the_data_module(vae_folder, shard_set, tmp_path):

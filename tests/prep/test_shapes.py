@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lit_rpe.data import ImageShardDataModule, expand_shards, iter_tar_samples
-from lit_rpe.datasets.shapes import (
+from lit_rpe.eval.metrics.object_metrics import chroma, measure_objects
+from lit_rpe.prep.shapes import (
     CLASSES,
     COLOURS,
     SHAPES,
@@ -25,8 +25,8 @@ from lit_rpe.datasets.shapes import (
     render_scene,
     render_scenes,
 )
-from lit_rpe.datasets.shapes_shards import build_shapes_set, load_scenes, reference_renders
-from lit_rpe.eval.object_metrics import chroma, measure_objects
+from lit_rpe.prep.shapes_shards import build_shapes_set, load_scenes, reference_renders
+from lit_rpe.training.data import ImageShardDataModule, expand_shards, iter_tar_samples
 
 RESOLUTIONS = (16, 24, 32, 48, 64)
 

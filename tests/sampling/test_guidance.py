@@ -4,7 +4,7 @@ guided) is its guided_channels option."""
 import pytest
 import torch
 
-from lit_rpe.guidance import (
+from lit_rpe.sampling.guidance import (
     OFFICIAL_GUIDED_CHANNELS,
     combine_guided,
     guided_channel_count,

@@ -6,12 +6,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lit_rpe.config import NetConfig
-from lit_rpe.module import DiffusionModule
-from lit_rpe.official import OfficialModel
+from lit_rpe.official.model import OfficialModel
 from lit_rpe.posenc import InferenceRule
-from lit_rpe.sampler import RuleNotApplicable, Sampler, check_rule, seeds_and_labels, token_grid
-from lit_rpe.sampler_settings import SamplerSettings
+from lit_rpe.sampling.sampler import (
+    RuleNotApplicable,
+    Sampler,
+    check_rule,
+    seeds_and_labels,
+    token_grid,
+)
+from lit_rpe.sampling.settings import SamplerSettings
+from lit_rpe.training.config import NetConfig
+from lit_rpe.training.module import DiffusionModule
 
 
 def test_seed_indexed_policy():

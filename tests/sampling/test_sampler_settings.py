@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from lit_rpe.config import NetConfig
 from lit_rpe.models.dit import DiT
-from lit_rpe.module import DiffusionModule
-from lit_rpe.official import OfficialModel
-from lit_rpe.sampler_settings import FLOW_SAMPLING, OFFICIAL_SAMPLING, SamplerSettings
+from lit_rpe.official.model import OfficialModel
+from lit_rpe.sampling.settings import FLOW_SAMPLING, OFFICIAL_SAMPLING, SamplerSettings
+from lit_rpe.training.config import NetConfig
+from lit_rpe.training.module import DiffusionModule
 
 
 def test_unset_fields_come_from_beneath_and_set_ones_win():

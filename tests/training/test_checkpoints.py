@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_rpe.checkpoints import (
+from lit_rpe.training.checkpoints import (
     AtomicCheckpointIO,
     DamagedCheckpoint,
     NoReadableCheckpoint,

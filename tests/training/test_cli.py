@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lit_rpe.cli import main
 from lit_rpe.eval.settings import EvalSettings
-from lit_rpe.experiments import EXPERIMENTS_DIR, list_experiments
 from lit_rpe.posenc import InferenceRule, parse_rule
-from lit_rpe.sampler_settings import SamplerSettings
+from lit_rpe.sampling.settings import SamplerSettings
+from lit_rpe.training.cli import main
+from lit_rpe.training.experiments import EXPERIMENTS_DIR, list_experiments
 
 ROOT = EXPERIMENTS_DIR.parent
 
@@ -93,7 +93,7 @@ def tiny_fit_args(run_dir: Path, probe: Path, max_steps: int, delay: float) -> l
 
 
 def slurm_env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "training"))
     env.update(
         SLURM_NTASKS="1",
         SLURM_JOB_ID="4242",
@@ -132,7 +132,7 @@ def test_fit_resumes_by_itself_and_sample_writes_a_grid(tmp_path, photo_set):
         done = subprocess.run(
             tiny_fit_args(run_dir, probe, steps, 0.0),
             cwd=ROOT,
-            env=dict(os.environ, PYTHONPATH=str(ROOT / "tests")),
+            env=dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "training")),
             capture_output=True,
             text=True,
             timeout=180,

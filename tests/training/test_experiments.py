@@ -3,9 +3,14 @@
 import pytest
 from omegaconf import OmegaConf
 
-from lit_rpe.experiments import EXPERIMENTS_DIR, compose, expand_config_args, list_experiments
 from lit_rpe.posenc import InferenceRule
-from lit_rpe.sampler import check_rule, token_grid
+from lit_rpe.sampling.sampler import check_rule, token_grid
+from lit_rpe.training.experiments import (
+    EXPERIMENTS_DIR,
+    compose,
+    expand_config_args,
+    list_experiments,
+)
 
 PAPER_EXPERIMENTS = [
     "sincos_256",
@@ -206,7 +211,7 @@ def test_a_study_seed_is_three_overrides_and_its_own_run_dir():
 
 @pytest.mark.parametrize("folder", ["study_cpu", "study_cpu/shapes"])
 def test_study_grids_score_every_study_model_at_half_to_twice_its_resolution(folder):
-    from lit_rpe.eval.grid_spec import load_grid
+    from lit_rpe.eval.grid.spec import load_grid
 
     spec = load_grid(EXPERIMENTS_DIR / folder / "grid.yaml", check_files=False)
     assert [m.name for m in spec.models] == STUDY_STRATEGIES

@@ -16,7 +16,7 @@ import pytest
 import torch
 from test_cli import ROOT, photo_set, slurm_env, tiny_fit_args, wait_for  # noqa: F401
 
-from lit_rpe.signals import EXIT_INTERRUPTED
+from lit_rpe.training.signals import EXIT_INTERRUPTED
 
 pytestmark = pytest.mark.usefixtures("photo_set")  # the demo's photo shards (test_cli)
 
@@ -25,7 +25,7 @@ TIMEOUT = 240
 
 def plain_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    return dict(env, PYTHONPATH=str(ROOT / "tests"), OMP_NUM_THREADS="1")
+    return dict(env, PYTHONPATH=str(ROOT / "tests" / "training"), OMP_NUM_THREADS="1")
 
 
 def fit_args(run_dir: Path, probe: Path, steps: int, delay: float = 0.0, workers: int = 0):
@@ -174,7 +174,7 @@ def test_loader_workers_never_outlive_the_run(tmp_path, how):
     wait_for(lambda: session_processes(process.pid) == [], 15, "the loader workers to exit")
 
 
-@pytest.mark.slow  # three fits; tests/test_checkpoints.py covers the same policy in seconds
+@pytest.mark.slow  # three fits; training/test_checkpoints.py covers the same policy in seconds
 def test_a_damaged_last_checkpoint_falls_back_and_none_readable_stops_clearly(tmp_path):
     run_dir, probe = tmp_path / "run", tmp_path / "steps.txt"
     run_fit(run_dir, probe, 2)
@@ -228,7 +228,7 @@ def test_a_finite_runaway_loss_stops_with_one_line_and_writes_no_checkpoint(tmp_
 
 
 def test_sample_names_a_damaged_checkpoint_in_one_line(tmp_path, monkeypatch, capsys):
-    from lit_rpe.cli import main
+    from lit_rpe.training.cli import main
 
     monkeypatch.chdir(ROOT)
     bad = tmp_path / "bad.ckpt"

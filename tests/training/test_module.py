@@ -11,11 +11,11 @@ from lightning.pytorch.utilities.model_summary import summarize
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from lit_rpe.config import NetConfig, OptimConfig
-from lit_rpe.eval.validation_loss import flow_validation_loss
-from lit_rpe.module import DiffusionModule, ema_decay_at
+from lit_rpe.eval.metrics.val_loss import flow_validation_loss
 from lit_rpe.posenc import InferenceRule
-from lit_rpe.sampler_settings import SamplerSettings
+from lit_rpe.sampling.settings import SamplerSettings
+from lit_rpe.training.config import NetConfig, OptimConfig
+from lit_rpe.training.module import DiffusionModule, ema_decay_at
 
 RES = 16
 
@@ -282,9 +282,9 @@ def test_exact_resume_mid_epoch_through_the_streaming_data_module(tmp_path, ever
     """The real pipeline: photo-set shards, RPE-2D crops, resume in the middle of an epoch.
     every_n 1000: ``last.ckpt`` is written at ``max_steps`` by ``on_train_end``, after Lightning
     marked the cut-short epoch complete (issue 29 item 8)."""
-    from lit_rpe.data import ImageShardDataModule
+    from lit_rpe.training.data import ImageShardDataModule
 
-    root = Path(__file__).resolve().parent.parent / "data" / "photos"
+    root = Path(__file__).resolve().parents[2] / "data" / "photos"
     if not (root / "classes.json").is_file():
         import subprocess
         import sys

@@ -13,7 +13,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
-from lit_rpe.signals import StopOnSignal, TrainingInterrupted
+from lit_rpe.training.signals import StopOnSignal, TrainingInterrupted
 
 
 class Linear(LightningModule):

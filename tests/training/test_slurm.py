@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from lit_rpe import slurm
-from lit_rpe.experiments import EXPERIMENTS_DIR
+from lit_rpe.training import slurm
+from lit_rpe.training.experiments import EXPERIMENTS_DIR
 
 
 @pytest.mark.parametrize("nodes,gpus", [(1, 1), (1, 8), (4, 8), (16, 4)])

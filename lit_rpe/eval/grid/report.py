@@ -14,7 +14,10 @@ import csv
 import json
 from pathlib import Path
 
-from lit_rpe.eval.grid_spec import GridSpec
+from lit_rpe.eval.grid.published import published_table
+from lit_rpe.eval.grid.report_html import write_html_report
+from lit_rpe.eval.grid.report_plots import plot_file_name, plot_metric
+from lit_rpe.eval.grid.spec import GridSpec
 from lit_rpe.eval.protocol import (
     CARD_FIELDS,
     PER_CELL_FIELDS,
@@ -22,9 +25,6 @@ from lit_rpe.eval.protocol import (
     ProtocolCard,
     compare_cards,
 )
-from lit_rpe.eval.published import published_table
-from lit_rpe.eval.report_html import write_html_report
-from lit_rpe.eval.report_plots import plot_file_name, plot_metric
 
 CELL_COLUMNS = [
     "model", "checkpoint", "kind", "rule", "resolution", "height", "width", "train_resolution",
@@ -189,7 +189,7 @@ def metric_table(
 
 def plot(records: list[dict], out: Path) -> list[Path]:
     """One figure per measured metric against the resolution, named after it
-    (``lit_rpe.eval.report_plots``)."""
+    (``lit_rpe.eval.grid.report_plots``)."""
     present = {m for r in records for m in r["metrics"]}
     return [
         plot_metric(

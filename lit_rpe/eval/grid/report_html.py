@@ -19,9 +19,9 @@ from urllib.parse import quote
 
 from PIL import Image
 
-from lit_rpe.eval.grid_spec import GridSpec
+from lit_rpe.eval.grid.report_page import PAGE_SCRIPT, PAGE_STYLE
+from lit_rpe.eval.grid.spec import GridSpec
 from lit_rpe.eval.protocol import CardComparison
-from lit_rpe.eval.report_page import PAGE_SCRIPT, PAGE_STYLE
 
 THUMB_SIDE = 256  # px, the longer side of a thumbnail
 HTML_NAME = "report.html"
@@ -160,7 +160,7 @@ def write_html_report(
     ``numbers``: per record, its set of card differences (0: none), as results.md numbers them.
     """
     # imported here: report.py imports this module at its top
-    from lit_rpe.eval.report import LOWER_IS_BETTER, METRIC_ORDER, RETRIED, _format, _show
+    from lit_rpe.eval.grid.report import LOWER_IS_BETTER, METRIC_ORDER, RETRIED, _format, _show
 
     out = Path(spec.out_dir)
     names, rows = matrix_cells(spec, records)

@@ -28,25 +28,25 @@ import torch.distributed as dist
 from lit_rpe.distributed import barrier, rank_and_world
 from lit_rpe.eval.cell import CellSettings, MetricPlan, plan_metrics, score_cell
 from lit_rpe.eval.generation import generate_to_folder, read_chunks, read_images
-from lit_rpe.eval.grid_spec import GridSpec, ModelEntry, load_grid
+from lit_rpe.eval.grid.report import write_report
+from lit_rpe.eval.grid.report_html import HTML_NAME
+from lit_rpe.eval.grid.spec import GridSpec, ModelEntry, load_grid
+from lit_rpe.eval.metrics.references import reference_swd_descriptors
 from lit_rpe.eval.protocol import GENERATION_FIELDS, ProtocolCard, cell_card, changed_settings
-from lit_rpe.eval.references import reference_swd_descriptors
-from lit_rpe.eval.report import write_report
-from lit_rpe.eval.report_html import HTML_NAME
 from lit_rpe.image_io import save_image_grid
 from lit_rpe.posenc import InferenceRule
 from lit_rpe.precision import resolve_precision
-from lit_rpe.sampler import RuleNotApplicable, Sampler
+from lit_rpe.sampling.sampler import RuleNotApplicable, Sampler
 
 
 def load_model(entry: ModelEntry, device: torch.device) -> Sampler:
     """The ``Sampler`` of one grid entry: a trained checkpoint or an official file."""
     if entry.kind == "lightning":
-        from lit_rpe.module import DiffusionModule
+        from lit_rpe.training.module import DiffusionModule
 
         module = DiffusionModule.load_from_checkpoint(entry.checkpoint, map_location="cpu")
     else:
-        from lit_rpe.official import load_official
+        from lit_rpe.official.model import load_official
 
         options = entry.options or {}
         module = load_official(entry.checkpoint, entry.kind, vae_path=entry.vae_path, **options)
@@ -59,7 +59,7 @@ def resolve_metrics(spec: GridSpec) -> tuple[MetricPlan, str]:
     plan = plan_metrics(spec)
     if not plan.dropped:
         return plan, ""
-    from lit_rpe.eval.inception_weights import TORCH_FIDELITY_FILENAME, default_weights_dir
+    from lit_rpe.eval.metrics.inception_weights import TORCH_FIDELITY_FILENAME, default_weights_dir
 
     note = (
         f"No FID Inception weights found, so {', '.join(plan.dropped)} were not "

@@ -66,7 +66,7 @@ class ModelEntry:
 class GridSpec(EvalSettings):
     """A whole grid: ``EvalSettings`` plus its ``name``, ``out_dir`` (cells and report),
     ``models``, ``grid_images`` (images in each cell's grid.png) and ``published`` (figures
-    printed beside ours, ``lit_rpe.eval.published``; checked against the models and rules)."""
+    printed beside ours, ``lit_rpe.eval.grid.published``; checked against the models and rules)."""
 
     name: str
     out_dir: str
@@ -96,7 +96,7 @@ def load_grid(path: str | Path, *, check_files: bool = True) -> GridSpec:
         raise ValueError(f"{path}: a grid file is a mapping with a list of models")
     models = [_model_entry(m, path) for m in raw.get("models", [])]
     spec = GridSpec.of({**raw, "models": models}, str(path))
-    from lit_rpe.eval.published import parse_published
+    from lit_rpe.eval.grid.published import parse_published
 
     try:
         published = parse_published(
@@ -119,7 +119,7 @@ def load_grid(path: str | Path, *, check_files: bool = True) -> GridSpec:
             as_height_width([int(v) for v in key.split("x")])
             if not Path(npz).is_file():
                 raise FileNotFoundError(f"ADM reference batch for {key} not found: {npz}")
-        from lit_rpe.data.shard_list import expand_shards
+        from lit_rpe.training.data.shard_list import expand_shards
 
         try:
             expand_shards(spec.val_shards)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_rpe.eval.inception_weights import load_inception_state_dict
+from lit_rpe.eval.metrics.inception_weights import load_inception_state_dict
 
 INPUT_SIZE = 299
 POOL_DIM = 2048

@@ -1,4 +1,4 @@
-"""Exact object metrics on images of the shapes data set (``lit_rpe.datasets.shapes``); no
+"""Exact object metrics on images of the shapes data set (``lit_rpe.prep.shapes``); no
 pretrained network, pure numpy/scipy.
 
 Every measure starts from the chroma map ``c = (max - min channel) / 255`` in [0, 1]: shapes
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, stats
 
-from lit_rpe.datasets.shapes import COLOURS, SHAPES, class_label
+from lit_rpe.prep.shapes import COLOURS, SHAPES, class_label
 
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 

@@ -21,11 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lit_rpe.data.shard_list import expand_shards
-from lit_rpe.data.validation import validation_batches
 from lit_rpe.distributed import all_gather_rows, gather_in_index_order, rank_and_world
-from lit_rpe.eval.statistics import FeatureStatistics
-from lit_rpe.eval.swd import (
+from lit_rpe.eval.metrics.statistics import FeatureStatistics
+from lit_rpe.eval.metrics.swd import (
     descriptor_row_width,
     descriptor_rows,
     laplacian_descriptors,
@@ -33,6 +31,8 @@ from lit_rpe.eval.swd import (
 )
 from lit_rpe.image_io import quantize_uint8
 from lit_rpe.resolution import as_height_width
+from lit_rpe.training.data.shard_list import expand_shards
+from lit_rpe.training.data.validation_images import validation_batches
 
 CROP = "adm_center"
 

@@ -1,10 +1,10 @@
 """Flow-matching validation loss at any resolution: a metric that needs no pretrained network.
 
 The same validation images, centre-cropped at each resolution, are scored with the validation
-protocol of ``lit_rpe.flow.validation`` (fixed noise per image key, a fixed t grid) under any
-inference rule; the loss is averaged over images and t. Because the inputs are fixed, two models
-(or two rules) are compared on the same inputs, and a rule's effect on the loss at 2x the
-training resolution is directly visible.
+protocol of ``lit_rpe.objectives.flow.validation_protocol`` (fixed noise per image key, a fixed
+t grid) under any inference rule; the loss is averaged over images and t. Because the inputs are
+fixed, two models (or two rules) are compared on the same inputs, and a rule's effect on the loss
+at 2x the training resolution is directly visible.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import torch
 
 from lit_rpe.distributed import all_reduce_sum_
-from lit_rpe.flow.validation import validation_losses
+from lit_rpe.objectives.flow.validation_protocol import validation_losses
 from lit_rpe.posenc import InferenceRule
 
 
@@ -33,7 +33,7 @@ def flow_validation_loss(
 
     module: a ``DiffusionModule`` (a ``Sampler`` with ``supports_validation_loss``: its
     ``encode``, ``net``/``ema``, ``check_resolution``). batches: dicts with ``image``, ``label``
-    and ``key`` (``lit_rpe.data.validation_batches``). Returns ``{"val_loss": mean,
+    and ``key`` (``lit_rpe.training.data.validation_batches``). Returns ``{"val_loss": mean,
     "val_loss_t<k>": mean at t grid point k}``; sums are reduced over ranks.
     """
     net = module.ema if use_ema else module.net

@@ -1,6 +1,6 @@
 """DDPM of the official DiT files: the linear schedule with respacing (``schedule``) and the
-ancestral and DDIM samplers (``samplers``). Guidance is ``lit_rpe.guidance`` (3 channels for the
-official files). Names are imported on first use."""
+ancestral and DDIM samplers (``samplers``). Guidance is ``lit_rpe.sampling.guidance`` (3
+channels for the official files). Names are imported on first use."""
 
 from lit_rpe._lazy import lazy_exports
 

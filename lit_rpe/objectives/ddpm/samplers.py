@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from lit_rpe.ddpm.schedule import DDPMSchedule
+from lit_rpe.objectives.ddpm.schedule import DDPMSchedule
 
 EpsModel = Callable[[torch.Tensor, int], torch.Tensor]
 # Per-step noise draws from (seed, NOISE_STREAM): a stream apart from the initial noise

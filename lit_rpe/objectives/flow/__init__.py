@@ -2,7 +2,7 @@
 
 - ``path``: x_t and the velocity target (the only place they are written), training t draws.
 - ``loss``: ``flow_matching_losses`` (the per-sample core), ``FlowMatchingLoss`` (training),
-  ``loss_per_t_bucket``; ``validation``: the fixed-noise validation protocol.
+  ``loss_per_t_bucket``; ``validation_protocol``: the fixed-noise validation protocol.
 - ``noise``: ``seeded_noise``, one generator per image.
 - ``samplers``: ``sample_ode`` (Euler, Heun over ``time_grid``; adaptive dopri5).
 - ``sde``: ``sample_sde``, SiT's Euler-Maruyama sampler (official SiT/FiTv2 files).

@@ -2,7 +2,7 @@
 
 ``flow_matching_losses`` is the loss at given noise and times; ``FlowMatchingLoss`` draws them
 for a training step (t from the training distribution, then the noise), and
-``lit_rpe.flow.validation`` fixes them per image for validation.
+``lit_rpe.objectives.flow.validation_protocol`` fixes them per image for validation.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-from lit_rpe.flow.path import T_SAMPLINGS, interpolate, sample_t, target_velocity
+from lit_rpe.objectives.flow.path import T_SAMPLINGS, interpolate, sample_t, target_velocity
 
 
 def flow_matching_losses(

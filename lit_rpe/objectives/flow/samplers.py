@@ -8,8 +8,8 @@ import numbers
 
 import torch
 
-from lit_rpe.guidance import Velocity
 from lit_rpe.posenc.addons import timestep_shift
+from lit_rpe.sampling.guidance import Velocity
 
 METHODS = ("euler", "heun", "dopri5")
 ADAPTIVE_METHODS = ("dopri5",)

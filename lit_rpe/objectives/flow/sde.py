@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from lit_rpe.guidance import Velocity
+from lit_rpe.sampling.guidance import Velocity
 
 SDE_LAST_STEP = 0.04  # SiT's --last-step-size (the stride of 250 steps over [0, 1])
 

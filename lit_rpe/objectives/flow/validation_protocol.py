@@ -8,7 +8,7 @@ two inference rules) are compared on the same inputs.
 
 One protocol serves ``DiffusionModule.validation_step`` (training resolution, the module's
 default rule, ``val/loss`` and ``val/loss_ema``) and the eval grid's ``val_loss`` (any
-resolution and rule, ``lit_rpe.eval.validation_loss``): at the training resolution with the
+resolution and rule, ``lit_rpe.eval.metrics.val_loss``): at the training resolution with the
 default rule and the same seed and ``num_t``, the grid's value for the EMA is ``val/loss_ema``.
 """
 
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 import torch
 
-from lit_rpe.flow.loss import flow_matching_losses
-from lit_rpe.flow.noise import seeded_noise
+from lit_rpe.objectives.flow.loss import flow_matching_losses
+from lit_rpe.objectives.flow.noise import seeded_noise
 from lit_rpe.posenc import InferenceRule
 
 

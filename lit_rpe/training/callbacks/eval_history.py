@@ -13,8 +13,8 @@ import os
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
-from lit_rpe.eval.report import LOWER_IS_BETTER, METRIC_ORDER, METRIC_TITLES
-from lit_rpe.eval.report_plots import line_style
+from lit_rpe.eval.grid.report import LOWER_IS_BETTER, METRIC_ORDER, METRIC_TITLES
+from lit_rpe.eval.grid.report_plots import line_style
 
 CSV_COLUMNS = ("step", "cell", "metric", "value")
 

@@ -12,17 +12,17 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lit_rpe.callbacks.eval_history import EvalHistory
-from lit_rpe.callbacks.eval_progress import EvalProgress
-from lit_rpe.callbacks.image_logging import (
+from lit_rpe.eval.settings import EvalSettings
+from lit_rpe.posenc import InferenceRule
+from lit_rpe.precision import accelerator_device_type, resolve_precision
+from lit_rpe.training.callbacks.eval_history import EvalHistory
+from lit_rpe.training.callbacks.eval_progress import EvalProgress
+from lit_rpe.training.callbacks.image_logging import (
     EVAL_GRID_IMAGES,
     KeptImages,
     is_logged_eval_cell,
     save_eval_samples,
 )
-from lit_rpe.eval.settings import EvalSettings
-from lit_rpe.posenc import InferenceRule
-from lit_rpe.precision import accelerator_device_type, resolve_precision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,8 +88,8 @@ class ResolutionEvalCallback(Callback):
         self._settings = CellSettings(self.settings, shards, precision, num_classes)
 
     def _checked_val_shards(self, trainer: Trainer) -> str | tuple[str, ...]:
-        from lit_rpe.data import ImageShardDataModule
-        from lit_rpe.data.shard_list import expand_shards, shard_sample_counts
+        from lit_rpe.training.data import ImageShardDataModule
+        from lit_rpe.training.data.shard_list import expand_shards, shard_sample_counts
 
         shards = self.settings.val_shards
         if shards is None and isinstance(trainer.datamodule, ImageShardDataModule):
@@ -123,8 +123,8 @@ class ResolutionEvalCallback(Callback):
         return tuple(shards) if isinstance(shards, list) else shards
 
     def _check_cell(self, pl_module: LightningModule, cell: EvalCell) -> None:
-        from lit_rpe.eval.swd import pyramid_resolutions
-        from lit_rpe.sampler import RuleNotApplicable
+        from lit_rpe.eval.metrics.swd import pyramid_resolutions
+        from lit_rpe.sampling.sampler import RuleNotApplicable
 
         try:
             pl_module.check_resolution(cell.resolution, cell.rule)
@@ -136,7 +136,10 @@ class ResolutionEvalCallback(Callback):
 
     def _metric_plan(self):
         from lit_rpe.eval.cell import plan_metrics
-        from lit_rpe.eval.inception_weights import TORCH_FIDELITY_FILENAME, default_weights_dir
+        from lit_rpe.eval.metrics.inception_weights import (
+            TORCH_FIDELITY_FILENAME,
+            default_weights_dir,
+        )
 
         plan = plan_metrics(self.settings)
         if plan.dropped:
@@ -185,8 +188,8 @@ class ResolutionEvalCallback(Callback):
         """Score every cell at the current step (all ranks), log and record the numbers."""
         from lit_rpe.eval.cell import score_cell
         from lit_rpe.eval.generation import generate_chunks
+        from lit_rpe.eval.metrics.references import reference_swd_descriptors
         from lit_rpe.eval.protocol import cell_card
-        from lit_rpe.eval.references import reference_swd_descriptors
 
         if self._settings is None:
             raise RuntimeError("ResolutionEvalCallback.evaluate before setup('fit')")

@@ -7,7 +7,7 @@ from pathlib import Path
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from lit_rpe.sampler import seeds_and_labels
+from lit_rpe.sampling.sampler import seeds_and_labels
 
 
 class SampleGridCallback(Callback):
@@ -62,8 +62,8 @@ class SampleGridCallback(Callback):
 
     @rank_zero_only
     def save_grids(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        from lit_rpe.callbacks.image_logging import log_image_grid
         from lit_rpe.image_io import image_grid, write_png
+        from lit_rpe.training.callbacks.image_logging import log_image_grid
 
         out_dir = Path(trainer.default_root_dir) / "samples"
         labels, seeds = seeds_and_labels(

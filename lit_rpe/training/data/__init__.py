@@ -4,7 +4,7 @@
 - ``stream``, ``stream_plan``: ``ShardStream`` (the batches of one rank) and how ranks x workers
   split the shards; ``loader``: ``StreamLoader``, the DataLoader that learns its epoch when
   iterated and carries the resume state.
-- ``validation``: ``validation_batches``, centre-cropped validation images for evaluation.
+- ``validation_images``: ``validation_batches``, centre-cropped validation images for evaluation.
 - ``shard_list``, ``tar_io``: shard patterns, counts, ``classes.json``; reading and writing tars.
 - ``read_config``, ``shard_url``, ``shard_reader``, ``shard_source``, ``shard_cache``,
   ``remote_manifest``, ``make_manifest``: shards behind URLs and ``pipe:`` commands (timeouts,
@@ -12,7 +12,7 @@
 - ``decode``, ``transforms``, ``latent_transforms``: image decoding, crops with their boxes;
   ``samples``: raw sample -> decoded crop -> batch dict.
 
-The offline builders (shard writer, photo set, latents) are in ``lit_rpe.datasets``.
+The offline builders (shard writer, photo set, latents) are in ``lit_rpe.prep``.
 Names are imported on first use.
 """
 
@@ -41,7 +41,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "iter_tar_samples": "tar_io",
         "load_classes": "shard_list",
         "shard_sample_counts": "shard_list",
-        "validation_batches": "validation",
+        "validation_batches": "validation_images",
         "write_tar": "tar_io",
     },
 )

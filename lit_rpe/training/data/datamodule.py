@@ -1,8 +1,8 @@
 """``ImageShardDataModule``: class-conditional image batches streamed from WebDataset shards.
 
-Batches are dicts (see ``lit_rpe.data.samples``): ``image`` (B, C, H, W) float32 in [-1, 1] (or
-latents with ``precomputed_latents``), ``label`` (B,) int64, ``box`` (B, 4) float32 crop box,
-``key`` list of str, ``corrupt`` (B,) int64.
+Batches are dicts (see ``lit_rpe.training.data.samples``): ``image`` (B, C, H, W) float32 in
+[-1, 1] (or latents with ``precomputed_latents``), ``label`` (B,) int64, ``box`` (B, 4) float32
+crop box, ``key`` list of str, ``corrupt`` (B,) int64.
 
 Epochs and resuming. The train stream of an epoch is a function of (seed, epoch, rank, worker).
 The epoch is read when the train loader is iterated: ``trainer.current_epoch`` under Lightning,
@@ -26,23 +26,23 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch import LightningDataModule
 
-from lit_rpe.data.latent_transforms import LatentCropWithBox
-from lit_rpe.data.loader import StreamLoader
-from lit_rpe.data.read_config import ShardReadConfig
-from lit_rpe.data.samples import CropTransform, SampleDecoder
-from lit_rpe.data.shard_list import (
+from lit_rpe.distributed import rank_and_world
+from lit_rpe.resolution import LATENT_FACTOR, as_height_width
+from lit_rpe.training.data.latent_transforms import LatentCropWithBox
+from lit_rpe.training.data.loader import StreamLoader
+from lit_rpe.training.data.read_config import ShardReadConfig
+from lit_rpe.training.data.samples import CropTransform, SampleDecoder
+from lit_rpe.training.data.shard_list import (
     expand_shards,
     read_classes,
     read_manifest,
     shard_sample_counts,
 )
-from lit_rpe.data.shard_source import ShardSource
-from lit_rpe.data.stream import ShardStream
-from lit_rpe.data.stream_plan import rank_batch_sizes
-from lit_rpe.data.transforms import CenterCropWithBox, RandomResizedCropWithBox
-from lit_rpe.data.validation import validation_stream
-from lit_rpe.distributed import rank_and_world
-from lit_rpe.resolution import LATENT_FACTOR, as_height_width
+from lit_rpe.training.data.shard_source import ShardSource
+from lit_rpe.training.data.stream import ShardStream
+from lit_rpe.training.data.stream_plan import rank_batch_sizes
+from lit_rpe.training.data.transforms import CenterCropWithBox, RandomResizedCropWithBox
+from lit_rpe.training.data.validation_images import validation_stream
 
 log = logging.getLogger(__name__)
 

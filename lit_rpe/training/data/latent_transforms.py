@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lit_rpe.data.decode import CorruptSample
-from lit_rpe.data.transforms import CropPlan, center_offsets
 from lit_rpe.resolution import as_height_width
+from lit_rpe.training.data.decode import CorruptSample
+from lit_rpe.training.data.transforms import CropPlan, center_offsets
 
 LATENT_FIELD = "latent.npy"
 FLIPPED_LATENT_FIELD = "latent_flip.npy"

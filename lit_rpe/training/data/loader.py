@@ -33,22 +33,23 @@ from typing import Any, Protocol
 
 from torch.utils.data import DataLoader
 
-from lit_rpe.data.read_config import TooManySkippedSamples
-from lit_rpe.data.stream import ShardStream
-from lit_rpe.data.worker_lifetime import (
+from lit_rpe.training.data.read_config import TooManySkippedSamples
+from lit_rpe.training.data.stream import ShardStream
+from lit_rpe.training.data.worker_lifetime import (
     ignore_stop_signals_and_die_with_parent,
     start_resource_tracker,
 )
 
 # What a worker unpickles and runs: the stream (torch, numpy, the tar reader, the decoders) and
-# the crop transforms of its SampleDecoder. lit_rpe.data itself imports nothing (lazy exports).
+# the crop transforms of its SampleDecoder. lit_rpe.training.data itself imports nothing (lazy
+# exports).
 # forkserver_init first: the server ignores stop signals and dies with its parent
 # (worker_lifetime) before it spends time importing the rest.
 WORKER_MODULES = [
-    "lit_rpe.data.forkserver_init",
-    "lit_rpe.data.stream",
-    "lit_rpe.data.transforms",
-    "lit_rpe.data.latent_transforms",
+    "lit_rpe.training.data.forkserver_init",
+    "lit_rpe.training.data.stream",
+    "lit_rpe.training.data.transforms",
+    "lit_rpe.training.data.latent_transforms",
 ]
 
 

@@ -1,4 +1,5 @@
-"""``python -m lit_rpe.data.make_manifest FOLDER``: write ``shards.json`` for a folder of shards.
+"""``python -m lit_rpe.training.data.make_manifest FOLDER``: write ``shards.json`` for a folder
+of shards.
 
 The suite's shard writers leave a manifest beside their shards; shards made by other tools do not.
 Shards read from a URL need one (their sample counts split them across ranks and workers without
@@ -11,8 +12,8 @@ import argparse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from lit_rpe.data.shard_list import MANIFEST_NAME, write_manifest
-from lit_rpe.data.tar_io import count_tar_samples
+from lit_rpe.training.data.shard_list import MANIFEST_NAME, write_manifest
+from lit_rpe.training.data.tar_io import count_tar_samples
 
 
 def manifest_entries(folder: Path, threads: int = 8) -> list[dict]:

@@ -14,15 +14,21 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from lit_rpe.data.read_config import ShardReadConfig
-from lit_rpe.data.shard_reader import describe, with_retries
-from lit_rpe.data.shard_url import call_with_timeout, open_filesystem, parent_url, sibling_url
-from lit_rpe.data.tar_io import ShardReadError
+from lit_rpe.training.data.read_config import ShardReadConfig
+from lit_rpe.training.data.shard_reader import describe, with_retries
+from lit_rpe.training.data.shard_url import (
+    call_with_timeout,
+    open_filesystem,
+    parent_url,
+    sibling_url,
+)
+from lit_rpe.training.data.tar_io import ShardReadError
 
 log = logging.getLogger(__name__)
 
 MAKE_MANIFEST_HINT = (
-    "write it where the shards were made with `python -m lit_rpe.data.make_manifest <folder>` "
+    "write it where the shards were made with "
+    "`python -m lit_rpe.training.data.make_manifest <folder>` "
     "and upload it beside them"
 )
 

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from lit_rpe.data.decode import image_field, parse_label
-from lit_rpe.data.tar_io import RawSample
+from lit_rpe.training.data.decode import image_field, parse_label
+from lit_rpe.training.data.tar_io import RawSample
 
 
 class CropTransform(Protocol):

@@ -16,9 +16,9 @@ import os
 import uuid
 from pathlib import Path
 
-from lit_rpe.data.read_config import ShardReadConfig
-from lit_rpe.data.shard_reader import RangedReader, describe
-from lit_rpe.data.tar_io import ShardReadError
+from lit_rpe.training.data.read_config import ShardReadConfig
+from lit_rpe.training.data.shard_reader import RangedReader, describe
+from lit_rpe.training.data.tar_io import ShardReadError
 
 log = logging.getLogger(__name__)
 

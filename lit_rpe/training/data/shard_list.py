@@ -24,11 +24,15 @@ from pathlib import Path
 
 from braceexpand import braceexpand
 
-from lit_rpe.data.read_config import ShardReadConfig
-from lit_rpe.data.remote_manifest import read_remote_json, remote_classes, remote_sample_counts
-from lit_rpe.data.shard_source import ShardSource
-from lit_rpe.data.shard_url import is_pipe, is_remote, local_path
-from lit_rpe.data.tar_io import count_tar_samples
+from lit_rpe.training.data.read_config import ShardReadConfig
+from lit_rpe.training.data.remote_manifest import (
+    read_remote_json,
+    remote_classes,
+    remote_sample_counts,
+)
+from lit_rpe.training.data.shard_source import ShardSource
+from lit_rpe.training.data.shard_url import is_pipe, is_remote, local_path
+from lit_rpe.training.data.tar_io import count_tar_samples
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from typing import BinaryIO, TypeVar
 
 from fsspec.exceptions import FSTimeoutError
 
-from lit_rpe.data.read_config import ShardReadConfig
-from lit_rpe.data.shard_url import (
+from lit_rpe.training.data.read_config import ShardReadConfig
+from lit_rpe.training.data.shard_url import (
     PIPE_PREFIX,
     call_with_timeout,
     is_pipe,
@@ -36,7 +36,7 @@ from lit_rpe.data.shard_url import (
     local_path,
     open_filesystem,
 )
-from lit_rpe.data.tar_io import ShardReadError
+from lit_rpe.training.data.tar_io import ShardReadError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from lit_rpe.data.read_config import ShardReadConfig
-from lit_rpe.data.shard_cache import ShardCache
-from lit_rpe.data.shard_reader import open_shard_stream
-from lit_rpe.data.shard_url import is_remote
-from lit_rpe.data.tar_io import RawSample, iter_tar_samples
+from lit_rpe.training.data.read_config import ShardReadConfig
+from lit_rpe.training.data.shard_cache import ShardCache
+from lit_rpe.training.data.shard_reader import open_shard_stream
+from lit_rpe.training.data.shard_url import is_remote
+from lit_rpe.training.data.tar_io import RawSample, iter_tar_samples
 
 _GIB = 1024**3
 

@@ -17,7 +17,7 @@ from typing import Any
 import fsspec
 from fsspec.asyn import AsyncFileSystem
 
-from lit_rpe.data.read_config import ShardReadConfig
+from lit_rpe.training.data.read_config import ShardReadConfig
 
 PIPE_PREFIX = "pipe:"
 _SCHEME_SEPARATOR = "://"

@@ -20,17 +20,17 @@ from typing import Any
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
-from lit_rpe.data.decode import CorruptSample
-from lit_rpe.data.samples import DecodedSample, SampleDecoder, collate
-from lit_rpe.data.shard_source import ShardSource
-from lit_rpe.data.stream_plan import (
+from lit_rpe.training.data.decode import CorruptSample
+from lit_rpe.training.data.samples import DecodedSample, SampleDecoder, collate
+from lit_rpe.training.data.shard_source import ShardSource
+from lit_rpe.training.data.stream_plan import (
     batches_before,
     locate_range,
     shard_order,
     slot_ranges,
     worker_batch_sizes,
 )
-from lit_rpe.data.tar_io import RawSample, ShardReadError
+from lit_rpe.training.data.tar_io import RawSample, ShardReadError
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from lit_rpe.data.decode import (
+from lit_rpe.resolution import as_height_width
+from lit_rpe.training.data.decode import (
     ceil_size,
     cover_scale,
     covering_size,
@@ -33,7 +34,6 @@ from lit_rpe.data.decode import (
     open_image,
     to_uint8_array,
 )
-from lit_rpe.resolution import as_height_width
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,14 @@ from collections.abc import Sequence
 
 import torch
 
-from lit_rpe.data.loader import StreamLoader
-from lit_rpe.data.samples import SampleDecoder
-from lit_rpe.data.shard_list import expand_shards, read_classes, shard_sample_counts
-from lit_rpe.data.shard_source import ShardSource
-from lit_rpe.data.stream import ShardStream
-from lit_rpe.data.stream_plan import rank_batch_sizes
-from lit_rpe.data.transforms import CenterCropWithBox
 from lit_rpe.distributed import rank_and_world
+from lit_rpe.training.data.loader import StreamLoader
+from lit_rpe.training.data.samples import SampleDecoder
+from lit_rpe.training.data.shard_list import expand_shards, read_classes, shard_sample_counts
+from lit_rpe.training.data.shard_source import ShardSource
+from lit_rpe.training.data.stream import ShardStream
+from lit_rpe.training.data.stream_plan import rank_batch_sizes
+from lit_rpe.training.data.transforms import CenterCropWithBox
 
 
 def validation_stream(

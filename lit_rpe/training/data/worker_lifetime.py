@@ -4,13 +4,14 @@ A stop signal sent to the whole process group (SLURM's ``--signal=USR1@90``, ``k
 Ctrl-C in a terminal) reaches the workers and the fork server that starts them too. Their default
 action (terminate) would make the training process fail with "DataLoader worker exited
 unexpectedly" while it saves its checkpoint; the training process decides when to stop
-(``lit_rpe.signals``), so the workers ignore these signals. And when the training process dies,
-even by SIGKILL, its workers must not linger as orphans holding their shuffle buffers: on Linux
-each of them asks the kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``); the fork
-server does the same, so the chain training process -> fork server -> worker unwinds at once.
+(``lit_rpe.training.signals``), so the workers ignore these signals. And when the training process
+dies, even by SIGKILL, its workers must not linger as orphans holding their shuffle buffers: on
+Linux each of them asks the kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``); the
+fork server does the same, so the chain training process -> fork server -> worker unwinds at once.
 
 ``ignore_stop_signals_and_die_with_parent`` is the loader's ``worker_init_fn``. The fork server
-imports ``lit_rpe.data.forkserver_init`` (a preload module), which calls it in the server itself.
+imports ``lit_rpe.training.data.forkserver_init`` (a preload module), which calls it in the server
+itself.
 Python's resource tracker (a helper process the workers' queues register with) would die of
 SIGUSR1 too, and a worker writing to it after that dies of a broken pipe: the loader starts it
 first with the stop signals blocked (``start_resource_tracker``), a mask it keeps for life.

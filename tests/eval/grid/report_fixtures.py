@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lit_rpe.eval.grid_spec import GridSpec, ModelEntry, RuleEntry
+from lit_rpe.eval.grid.spec import GridSpec, ModelEntry, RuleEntry
 from lit_rpe.eval.protocol import ProtocolCard
 
 CARD = ProtocolCard(

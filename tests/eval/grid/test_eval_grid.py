@@ -18,19 +18,19 @@ import yaml
 from eval_fixtures import calibrated_inception_state_dict, photo_crops
 from PIL import Image
 
-import lit_rpe.eval.grid as grid_module
+import lit_rpe.eval.grid.run as grid_module
 from lit_rpe import precision
-from lit_rpe.config import NetConfig
-from lit_rpe.data.validation import validation_batches
-from lit_rpe.eval.grid import run_grid
-from lit_rpe.eval.grid_spec import load_grid
-from lit_rpe.eval.references import dataset_key
-from lit_rpe.eval.report import write_report
-from lit_rpe.eval.validation_loss import flow_validation_loss
-from lit_rpe.module import DiffusionModule
+from lit_rpe.eval.grid.report import write_report
+from lit_rpe.eval.grid.run import run_grid
+from lit_rpe.eval.grid.spec import load_grid
+from lit_rpe.eval.metrics.references import dataset_key
+from lit_rpe.eval.metrics.val_loss import flow_validation_loss
 from lit_rpe.posenc import InferenceRule
 from lit_rpe.provenance import file_sha256, suite_commit
-from lit_rpe.sampler_settings import SamplerSettings
+from lit_rpe.sampling.settings import SamplerSettings
+from lit_rpe.training.config import NetConfig
+from lit_rpe.training.data.validation_images import validation_batches
+from lit_rpe.training.module import DiffusionModule
 
 NUM_CLASSES = 3
 
@@ -185,7 +185,7 @@ def test_inception_metrics_with_weights_and_cached_references(setup, tmp_path, m
     assert card["inception"] == cached[0].stem.rsplit("_", 1)[1]  # the weights tag
     assert card["reference_sha256"] == file_sha256(cached[0]) and card["reference_images"] == 8
     # A second grid at the same resolution reads the cache instead of the validation shards.
-    import lit_rpe.eval.references as references
+    import lit_rpe.eval.metrics.references as references
 
     monkeypatch.setattr(references, "reference_images_uint8", lambda *a, **k: 1 / 0)
     # It also meets a broken matrix square root, which is retried, recorded and flagged.

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from lit_rpe.eval.grid_spec import load_grid
-from lit_rpe.experiments import EXPERIMENTS_DIR, compose
+from lit_rpe.eval.grid.spec import load_grid
 from lit_rpe.posenc import InferenceRule, parse_rule
+from lit_rpe.training.experiments import EXPERIMENTS_DIR, compose
 
 RPE2D_ADD_ONS = {
     "rpe2d_even+shift_auto",

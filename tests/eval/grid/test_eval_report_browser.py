@@ -15,7 +15,7 @@ import pytest
 from browser import chromium, load_every_image, skip_without_chromium
 from report_fixtures import fake_grid
 
-from lit_rpe.eval.report import write_report
+from lit_rpe.eval.grid.report import write_report
 
 pytestmark = pytest.mark.browser
 

@@ -1,5 +1,5 @@
 """report.html and the plots of the eval grid, checked without a browser (the browser test is
-tests/eval/test_eval_report_browser.py)."""
+tests/eval/grid/test_eval_report_browser.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 from report_fixtures import fake_grid
 
-from lit_rpe.eval.report import write_report
-from lit_rpe.eval.report_html import THUMB_SIDE, write_thumbnail
-from lit_rpe.eval.report_plots import line_style, metric_figure
+from lit_rpe.eval.grid.report import write_report
+from lit_rpe.eval.grid.report_html import THUMB_SIDE, write_thumbnail
+from lit_rpe.eval.grid.report_plots import line_style, metric_figure
 
 
 class Page(HTMLParser):

@@ -12,11 +12,11 @@ import yaml
 from safetensors.torch import save_file
 from test_eval_grid import write_val_shards
 
-from lit_rpe.eval.grid import run_grid
-from lit_rpe.eval.grid_spec import load_grid
-from lit_rpe.eval.published import PublishedFigure, published_table
+from lit_rpe.eval.grid.published import PublishedFigure, published_table
+from lit_rpe.eval.grid.run import run_grid
+from lit_rpe.eval.grid.spec import load_grid
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
+sys.path.insert(0, str(Path(__file__).parents[2] / "models"))
 from test_fit import official_state  # noqa: E402
 
 GRID = Path("experiments/grid_fitv2_xl.yaml")

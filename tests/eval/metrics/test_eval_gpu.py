@@ -4,7 +4,7 @@ import pytest
 import torch
 from eval_fixtures import calibrated_inception_state_dict, image_swd, photo_crops
 
-from lit_rpe.eval import (
+from lit_rpe.eval.metrics import (
     FeatureStatistics,
     FIDInceptionV3,
     InceptionScoreAccumulator,

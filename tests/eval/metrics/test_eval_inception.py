@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from eval_fixtures import calibrated_inception_state_dict, photo_crops
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from lit_rpe.eval import (
+from lit_rpe.eval.metrics import (
     PYTORCH_FID_FILENAME,
     TORCH_FIDELITY_FILENAME,
     TORCH_FIDELITY_URL,
@@ -24,7 +24,7 @@ from lit_rpe.eval import (
     preprocess_uint8,
     resize_bilinear_tf1,
 )
-from lit_rpe.eval.inception import tf_avg_pool_3x3
+from lit_rpe.eval.metrics.inception import tf_avg_pool_3x3
 
 
 @pytest.fixture(scope="module")

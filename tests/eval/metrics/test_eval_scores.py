@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lit_rpe.eval import (
+from lit_rpe.eval.metrics import (
     InceptionScoreAccumulator,
     inception_score,
     kernel_inception_distance,

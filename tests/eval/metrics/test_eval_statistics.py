@@ -12,7 +12,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from lit_rpe.distributed import all_gather_rows
-from lit_rpe.eval import (
+from lit_rpe.eval.metrics import (
     FeatureStatistics,
     InceptionScoreAccumulator,
     fid_result_from_statistics,
@@ -98,7 +98,7 @@ def test_nonfinite_root_retries_with_the_eps_offset(monkeypatch):
         calls.append(matrix)
         return np.full_like(matrix, np.nan) if len(calls) == 1 else real_sqrtm(matrix)
 
-    monkeypatch.setattr("lit_rpe.eval.statistics.scipy.linalg.sqrtm", flaky_sqrtm)
+    monkeypatch.setattr("lit_rpe.eval.metrics.statistics.scipy.linalg.sqrtm", flaky_sqrtm)
     s1, s2 = np.diag([1.0, 4.0]), np.diag([9.0, 0.0])
     with pytest.warns(UserWarning, match="singular"):
         d = frechet_result(np.zeros(2), s1, np.zeros(2), s2, eps=1e-2).value
@@ -149,7 +149,7 @@ def test_large_imaginary_root_retries_with_the_eps_offset(monkeypatch):
         root = real_sqrtm(matrix).astype(complex)
         return root + 0.5j * np.eye(len(matrix)) if len(calls) == 1 else root
 
-    monkeypatch.setattr("lit_rpe.eval.statistics.scipy.linalg.sqrtm", noisy_sqrtm)
+    monkeypatch.setattr("lit_rpe.eval.metrics.statistics.scipy.linalg.sqrtm", noisy_sqrtm)
     s1, s2 = np.diag([1.0, 4.0]), np.diag([9.0, 1.0])
     with pytest.warns(UserWarning, match="imaginary part of 0.5"):
         result = frechet_result(np.zeros(2), s1, np.zeros(2), s2, eps=1e-2)
@@ -157,14 +157,14 @@ def test_large_imaginary_root_retries_with_the_eps_offset(monkeypatch):
     root_trace = np.sqrt(1.01 * 9.01) + np.sqrt(4.01 * 1.01)
     assert float(result) == pytest.approx(15.0 - 2 * root_trace, rel=1e-9)
     # the float API is unchanged, and a clean root is not retried
-    monkeypatch.setattr("lit_rpe.eval.statistics.scipy.linalg.sqrtm", real_sqrtm)
+    monkeypatch.setattr("lit_rpe.eval.metrics.statistics.scipy.linalg.sqrtm", real_sqrtm)
     assert frechet_result(np.zeros(2), s1, np.zeros(2), s2).value == pytest.approx(15.0 - 2 * 5.0)
     assert not frechet_result(np.zeros(2), s1, np.zeros(2), s2).retried
 
 
 def test_root_still_broken_after_the_retry_raises(monkeypatch):
     monkeypatch.setattr(
-        "lit_rpe.eval.statistics.scipy.linalg.sqrtm", lambda m: np.full_like(m, np.inf)
+        "lit_rpe.eval.metrics.statistics.scipy.linalg.sqrtm", lambda m: np.full_like(m, np.inf)
     )
     with pytest.warns(UserWarning, match="not finite"):
         with pytest.raises(ValueError, match="even with 1e-06 added.*method='eigh'"):

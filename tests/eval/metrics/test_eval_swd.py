@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from eval_fixtures import image_swd, photo_crops
 
-from lit_rpe.eval import laplacian_descriptors, laplacian_pyramid
-from lit_rpe.eval.swd import (
+from lit_rpe.eval.metrics import laplacian_descriptors, laplacian_pyramid
+from lit_rpe.eval.metrics.swd import (
     patch_corners,
     pyr_down,
     pyr_up,

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from lit_rpe.datasets.shapes import (
+from lit_rpe.eval.metrics.object_metrics import Thresholds, measure_objects, summarize
+from lit_rpe.prep.shapes import (
     CLASSES,
     COLOURS,
     Scene,
@@ -18,7 +19,6 @@ from lit_rpe.datasets.shapes import (
     render_scene,
     render_scenes,
 )
-from lit_rpe.eval.object_metrics import Thresholds, measure_objects, summarize
 
 RESOLUTIONS = (16, 24, 32, 48, 64)
 # centres of up to three non-touching objects of side <= 0.3

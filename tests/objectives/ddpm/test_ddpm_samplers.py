@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lit_rpe.ddpm import (
+from lit_rpe.objectives.ddpm import (
     DDPMSchedule,
     ddim_sample,
     ddpm_sample,
@@ -13,7 +13,7 @@ from lit_rpe.ddpm import (
     p_mean_variance,
     step_noise,
 )
-from lit_rpe.flow import seeded_noise
+from lit_rpe.objectives.flow import seeded_noise
 
 SHAPE = (4, 6, 6)
 

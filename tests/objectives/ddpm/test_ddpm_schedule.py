@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from lit_rpe.ddpm import DDPMSchedule, linear_betas, space_timesteps
+from lit_rpe.objectives.ddpm import DDPMSchedule, linear_betas, space_timesteps
 
 
 def test_linear_betas_are_stretched_to_any_length():

@@ -6,8 +6,8 @@ import pytest
 import torch
 from test_flow_samplers import MU, SIGMA, gaussian_velocity, transport_error
 
-from lit_rpe.flow import sample_ode, seeded_noise
-from lit_rpe.flow.samplers import ADAPTIVE_TOLERANCES, sample_ode_adaptive
+from lit_rpe.objectives.flow import sample_ode, seeded_noise
+from lit_rpe.objectives.flow.samplers import ADAPTIVE_TOLERANCES, sample_ode_adaptive
 
 
 def test_official_tolerances():

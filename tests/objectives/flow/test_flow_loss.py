@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lit_rpe.flow import (
+from lit_rpe.objectives.flow import (
     FlowMatchingLoss,
     interpolate,
     loss_per_t_bucket,

@@ -2,8 +2,8 @@
 
 import torch
 
-from lit_rpe.flow import sample_ode, seeded_noise
-from lit_rpe.guidance import guided_velocity
+from lit_rpe.objectives.flow import sample_ode, seeded_noise
+from lit_rpe.sampling.guidance import guided_velocity
 
 SEEDS = [11, 5, 123456789, 0]
 SHAPE = (4, 8, 8)

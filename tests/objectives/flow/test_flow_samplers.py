@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lit_rpe.flow import sample_ode, seeded_noise, time_grid
+from lit_rpe.objectives.flow import sample_ode, seeded_noise, time_grid
 from lit_rpe.posenc.addons import timestep_shift
 
 MU = torch.tensor([2.0, -1.0, 0.5, 0.0], dtype=torch.float64)

@@ -4,9 +4,9 @@ import pytest
 import torch
 from test_flow_samplers import MU, SIGMA, gaussian_velocity
 
-from lit_rpe.ddpm.samplers import noise_generators, step_noise
-from lit_rpe.flow import seeded_noise
-from lit_rpe.flow.sde import sample_sde
+from lit_rpe.objectives.ddpm.samplers import noise_generators, step_noise
+from lit_rpe.objectives.flow import seeded_noise
+from lit_rpe.objectives.flow.sde import sample_sde
 
 
 def test_sde_samples_have_the_targets_moments():

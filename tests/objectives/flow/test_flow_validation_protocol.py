@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from lit_rpe.flow.loss import flow_matching_losses
-from lit_rpe.flow.noise import seeded_noise
-from lit_rpe.flow.validation import key_seed, t_grid, validation_losses
 from lit_rpe.models import DiT
+from lit_rpe.objectives.flow.loss import flow_matching_losses
+from lit_rpe.objectives.flow.noise import seeded_noise
+from lit_rpe.objectives.flow.validation_protocol import key_seed, t_grid, validation_losses
 from lit_rpe.posenc import InferenceRule
 
 

@@ -2,10 +2,10 @@
 
 import torch
 
-from lit_rpe.flow import sample_ode, seeded_noise
-from lit_rpe.guidance import guided_velocity
 from lit_rpe.models import DiT
+from lit_rpe.objectives.flow import sample_ode, seeded_noise
 from lit_rpe.posenc import InferenceRule
+from lit_rpe.sampling.guidance import guided_velocity
 
 
 def tiny_model():

@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import CSVLogger
 from test_eval_grid import NUM_CLASSES
 from torch.utils.data import DataLoader
 
-from lit_rpe.module import DiffusionModule
+from lit_rpe.training.module import DiffusionModule
 
 
 class RandomImages(LightningDataModule):

@@ -19,9 +19,9 @@ from callback_fixtures import RandomImages, training_module
 from lightning.pytorch import Trainer
 from lightning.pytorch.strategies import DDPStrategy
 
-from lit_rpe.callbacks import ResolutionEvalCallback
-from lit_rpe.callbacks.eval_history import EvalHistory
 from lit_rpe.eval.settings import EvalSettings
+from lit_rpe.training.callbacks import ResolutionEvalCallback
+from lit_rpe.training.callbacks.eval_history import EvalHistory
 
 
 def main() -> None:

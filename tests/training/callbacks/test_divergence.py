@@ -11,7 +11,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
-from lit_rpe.callbacks.divergence import DivergenceGuard, TrainingDiverged
+from lit_rpe.training.callbacks.divergence import DivergenceGuard, TrainingDiverged
 
 
 def test_patience_high_losses_in_a_row_stop_and_a_normal_one_resets():

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lit_rpe.callbacks.eval_history import EvalHistory, markdown_tables, read_history_csv
 from lit_rpe.demo import summary
+from lit_rpe.training.callbacks.eval_history import EvalHistory, markdown_tables, read_history_csv
 
 
 def history() -> EvalHistory:

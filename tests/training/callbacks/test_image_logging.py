@@ -14,10 +14,10 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_resolution_eval import callback, val_shards  # noqa: F401 (the fixture)
 
-from lit_rpe.callbacks import SampleGridCallback
-from lit_rpe.callbacks.eval_history import read_history_csv
-from lit_rpe.callbacks.image_logging import KeptImages, is_logged_eval_cell
-from lit_rpe.experiments import compose
+from lit_rpe.training.callbacks import SampleGridCallback
+from lit_rpe.training.callbacks.eval_history import read_history_csv
+from lit_rpe.training.callbacks.image_logging import KeptImages, is_logged_eval_cell
+from lit_rpe.training.experiments import compose
 
 
 def test_tensorboard_holds_the_sample_grids_at_the_evaluated_steps(tmp_path, val_shards):  # noqa: F811

@@ -15,14 +15,14 @@ from callback_fixtures import fit, training_module
 from eval_fixtures import calibrated_inception_state_dict
 from test_eval_grid import write_val_shards
 
-from lit_rpe.callbacks import ResolutionEvalCallback
-from lit_rpe.callbacks.eval_history import read_history_csv
-from lit_rpe.eval.grid import run_grid
-from lit_rpe.eval.grid_spec import load_grid
+from lit_rpe.eval.grid.run import run_grid
+from lit_rpe.eval.grid.spec import load_grid
 from lit_rpe.eval.settings import EvalSettings
 from lit_rpe.precision import resolve_precision
-from lit_rpe.sampler import RuleNotApplicable
-from lit_rpe.sampler_settings import SamplerSettings
+from lit_rpe.sampling.sampler import RuleNotApplicable
+from lit_rpe.sampling.settings import SamplerSettings
+from lit_rpe.training.callbacks import ResolutionEvalCallback
+from lit_rpe.training.callbacks.eval_history import read_history_csv
 
 CELLS = ["16x16/rpe2d_even", "16x16/ntk+shift_auto", "16x32/rpe2d_even", "16x32/ntk+shift_auto"]
 

@@ -13,15 +13,16 @@ import torch
 from eval_fixtures import calibrated_inception_state_dict
 from test_eval_grid import write_val_shards
 
-from lit_rpe.callbacks.eval_history import read_history_csv
+from lit_rpe.training.callbacks.eval_history import read_history_csv
 
 PROBE = Path(__file__).with_name("eval_ddp_probe.py")
-TESTS = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parents[2]
 
 
 def run_probe(out: Path, shards: Path, devices: int, weights: Path | None) -> list[dict]:
     out.mkdir()
-    paths = [TESTS.parent, TESTS / "callbacks", TESTS / "eval", TESTS / "data"]
+    training = TESTS / "training"
+    paths = [TESTS.parent, training / "callbacks", TESTS / "eval", training / "data"]
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(map(str, paths)),

@@ -7,7 +7,7 @@ import torch
 from callback_fixtures import fit, training_module
 from PIL import Image
 
-from lit_rpe.callbacks import SampleGridCallback
+from lit_rpe.training.callbacks import SampleGridCallback
 
 
 def test_end_of_training_grids_are_drawn_before_teardown_in_the_run_precision(tmp_path):

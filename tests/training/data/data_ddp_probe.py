@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.strategies import DDPStrategy
 
-from lit_rpe.data import ImageShardDataModule
+from lit_rpe.training.data import ImageShardDataModule
 
 
 class Probe(LightningModule):

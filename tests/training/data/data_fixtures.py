@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lit_rpe.data.tar_io import write_tar
+from lit_rpe.training.data.tar_io import write_tar
 
 
 def smooth_image(rng: np.random.Generator, width: int, height: int) -> Image.Image:

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from data_fixtures import encode, smooth_image, write_shard_set
 
-from lit_rpe.data import ImageShardDataModule
-from lit_rpe.data.make_manifest import manifest_entries
-from lit_rpe.data.read_config import ShardReadConfig, TooManySkippedSamples
-from lit_rpe.data.shard_list import write_manifest
-from lit_rpe.data.tar_io import ShardReadError, write_tar
+from lit_rpe.training.data import ImageShardDataModule
+from lit_rpe.training.data.make_manifest import manifest_entries
+from lit_rpe.training.data.read_config import ShardReadConfig, TooManySkippedSamples
+from lit_rpe.training.data.shard_list import write_manifest
+from lit_rpe.training.data.tar_io import ShardReadError, write_tar
 
 # These shards are a quarter bad on purpose: lift the skipped-sample limit to see every skip.
 NO_LIMIT = ShardReadConfig(max_skipped_fraction=1.0)
@@ -57,7 +57,7 @@ def test_bad_samples_are_skipped_counted_and_logged(dirty_shards, caplog):
         samples_per_epoch=16,
         read=NO_LIMIT,
     )
-    with caplog.at_level(logging.WARNING, logger="lit_rpe.data"):
+    with caplog.at_level(logging.WARNING, logger="lit_rpe.training.data"):
         batches = list(dm.train_dataloader())
     keys = [k for b in batches for k in b["key"]]
     assert len(batches) == 4 and sorted(keys) == [f"good{i:02d}" for i in range(16)]
@@ -130,7 +130,7 @@ def test_a_shard_that_becomes_unreadable_is_skipped_and_counted(dirty_shards, ca
         samples_per_epoch=8,
         read=NO_LIMIT,
     )
-    with caplog.at_level(logging.WARNING, logger="lit_rpe.data"):
+    with caplog.at_level(logging.WARNING, logger="lit_rpe.training.data"):
         batches = list(dm.train_dataloader())
     assert sum(len(b["key"]) for b in batches) == 8
     assert any("b.tar" in r.getMessage() and "unreadable" in r.getMessage() for r in caplog.records)
@@ -159,7 +159,7 @@ def test_garbage_over_a_header_skips_the_rest_of_the_shard_counted_and_named(dam
     dm = ImageShardDataModule(
         str(folder), str(folder), resolution=8, num_workers=0, val_batch_size=40, read=NO_LIMIT
     )
-    with caplog.at_level(logging.WARNING, logger="lit_rpe.data"):
+    with caplog.at_level(logging.WARNING, logger="lit_rpe.training.data"):
         batch = next(iter(dm.val_dataloader()))  # in stream order
     delivered = sum(k.startswith("s1_") for k in batch["key"])
     assert delivered == 9  # samples 0-8; sample 9, read when the header broke, is not trusted

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from lit_rpe.data import ImageShardDataModule
+from lit_rpe.training.data import ImageShardDataModule
 
 
 def keys_of(loader) -> list[str]:

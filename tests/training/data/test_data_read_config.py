@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lit_rpe.data.read_config import ShardReadConfig
-from lit_rpe.data.shard_list import expand_shards
-from lit_rpe.data.shard_url import (
+from lit_rpe.training.data.read_config import ShardReadConfig
+from lit_rpe.training.data.shard_list import expand_shards
+from lit_rpe.training.data.shard_url import (
     is_pipe,
     is_remote,
     local_path,

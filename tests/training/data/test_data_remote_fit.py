@@ -12,10 +12,10 @@ import pytest
 from data_fixtures import write_shard_set
 from remote_servers import http_server, s3_server
 
-from lit_rpe.data.make_manifest import manifest_entries
-from lit_rpe.data.shard_list import write_manifest
+from lit_rpe.training.data.make_manifest import manifest_entries
+from lit_rpe.training.data.shard_list import write_manifest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 STEPS = 3
 
 

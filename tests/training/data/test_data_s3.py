@@ -9,11 +9,11 @@ import pytest
 from data_fixtures import write_shard_set
 from remote_servers import s3_server
 
-from lit_rpe.data import ImageShardDataModule
-from lit_rpe.data.make_manifest import manifest_entries
-from lit_rpe.data.read_config import ShardReadConfig
-from lit_rpe.data.remote_manifest import RemoteSetupError
-from lit_rpe.data.shard_list import write_manifest
+from lit_rpe.training.data import ImageShardDataModule
+from lit_rpe.training.data.make_manifest import manifest_entries
+from lit_rpe.training.data.read_config import ShardReadConfig
+from lit_rpe.training.data.remote_manifest import RemoteSetupError
+from lit_rpe.training.data.shard_list import write_manifest
 
 pytest.importorskip("s3fs", reason="the s3 extra (pip install 'lit_rpe[s3]')")
 pytest.importorskip("moto.server", reason="the test extra's moto[server]")

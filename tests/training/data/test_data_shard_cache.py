@@ -10,10 +10,10 @@ import pytest
 from data_fixtures import write_shard_set
 from remote_servers import http_server
 
-from lit_rpe.data.read_config import ShardReadConfig
-from lit_rpe.data.shard_cache import ShardCache
-from lit_rpe.data.shard_source import ShardSource
-from lit_rpe.data.tar_io import ShardReadError, iter_tar_samples
+from lit_rpe.training.data.read_config import ShardReadConfig
+from lit_rpe.training.data.shard_cache import ShardCache
+from lit_rpe.training.data.shard_source import ShardSource
+from lit_rpe.training.data.tar_io import ShardReadError, iter_tar_samples
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,13 +13,13 @@ import torch
 from data_fixtures import write_shard_set
 from remote_servers import http_server
 
-from lit_rpe.data import ImageShardDataModule
-from lit_rpe.data.make_manifest import manifest_entries
-from lit_rpe.data.read_config import ShardReadConfig, TooManySkippedSamples
-from lit_rpe.data.remote_manifest import RemoteSetupError
-from lit_rpe.data.shard_list import write_manifest
-from lit_rpe.data.shard_source import ShardSource
-from lit_rpe.data.tar_io import ShardReadError, iter_tar_samples
+from lit_rpe.training.data import ImageShardDataModule
+from lit_rpe.training.data.make_manifest import manifest_entries
+from lit_rpe.training.data.read_config import ShardReadConfig, TooManySkippedSamples
+from lit_rpe.training.data.remote_manifest import RemoteSetupError
+from lit_rpe.training.data.shard_list import write_manifest
+from lit_rpe.training.data.shard_source import ShardSource
+from lit_rpe.training.data.tar_io import ShardReadError, iter_tar_samples
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -81,7 +81,7 @@ def test_resuming_an_http_stream_continues_it_exactly(served):
 def test_503s_and_dropped_connections_are_retried_resuming_at_the_byte(served, caplog):
     paths, url, faults = served
     faults.once["shard-000001.tar"] = ["503", "503", "ok", "drop"]  # one per GET, in order
-    with caplog.at_level(logging.WARNING, logger="lit_rpe.data"):
+    with caplog.at_level(logging.WARNING, logger="lit_rpe.training.data"):
         got = [(s.key, s.fields) for s in ShardSource(FAST).samples(f"{url}/shard-000001.tar")]
     assert got == [(s.key, s.fields) for s in iter_tar_samples(paths[1])]
     retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
@@ -102,7 +102,7 @@ def test_a_stalled_read_times_out_and_is_retried(served, caplog):
     paths, url, faults = served
     faults.once["shard-000000.tar"] = ["stall"]
     config = ShardReadConfig(timeout_s=0.5, retries=1, retry_delay_s=0.01, block_size=20_000)
-    with caplog.at_level(logging.WARNING, logger="lit_rpe.data"):
+    with caplog.at_level(logging.WARNING, logger="lit_rpe.training.data"):
         got = [s.key for s in ShardSource(config).samples(f"{url}/shard-000000.tar")]
     assert got == [s.key for s in iter_tar_samples(paths[0])]
     assert any("Timeout" in r.getMessage() for r in caplog.records)
@@ -113,7 +113,7 @@ def test_a_shard_cut_short_for_good_skips_its_rest_counted_and_logged_with_its_u
     faults.cut["shard-000001.tar"] = Path(paths[1]).stat().st_size // 2
     spec = f"{url}/{NAMES}"
     data = _module(spec, val_shards=spec, val_batch_size=96, read=FAST)
-    with caplog.at_level(logging.WARNING, logger="lit_rpe.data"):
+    with caplog.at_level(logging.WARNING, logger="lit_rpe.training.data"):
         batch = next(iter(data.val_dataloader()))  # in stream order
     delivered = sum(k.startswith("s1_") for k in batch["key"])
     assert 0 < delivered < 32

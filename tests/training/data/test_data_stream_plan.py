@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from lit_rpe.data.stream_plan import (
+from lit_rpe.training.data.stream_plan import (
     batches_before,
     locate_range,
     rank_batch_sizes,

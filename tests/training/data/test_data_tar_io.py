@@ -15,8 +15,8 @@ import webdataset as wds
 from data_fixtures import encode, smooth_image
 from PIL import Image
 
-from lit_rpe.data import ImageShardDataModule, adm_center_crop
-from lit_rpe.data.tar_io import (
+from lit_rpe.training.data import ImageShardDataModule, adm_center_crop
+from lit_rpe.training.data.tar_io import (
     ShardReadError,
     count_tar_samples,
     iter_tar_samples,

@@ -9,8 +9,8 @@ import pytest
 from data_fixtures import encode, smooth_image
 from PIL import Image
 
-from lit_rpe.data.decode import CorruptSample
-from lit_rpe.data.transforms import (
+from lit_rpe.training.data.decode import CorruptSample
+from lit_rpe.training.data.transforms import (
     CenterCropWithBox,
     RandomResizedCropWithBox,
     adm_center_crop,

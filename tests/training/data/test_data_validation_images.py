@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lit_rpe.data import ImageShardDataModule, validation_batches
+from lit_rpe.training.data import ImageShardDataModule, validation_batches
 
 
 def test_validation_batches_are_the_data_modules_validation_stream(shard_set):
