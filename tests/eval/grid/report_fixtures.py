@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lit_rpe.eval.grid.spec import GridSpec, ModelEntry, RuleEntry
+from lit_rpe.eval.grid.spec import GridSpec, ModelEntry
 from lit_rpe.eval.protocol import ProtocolCard
 
 CARD = ProtocolCard(
@@ -37,9 +37,9 @@ def fake_grid(
         out_dir=str(out),
         val_shards="data/photos/val",
         models=[ModelEntry(f"m{i}", f"m{i}.ckpt") for i in range(models)],
-        rules=[RuleEntry(r) for r in rules],
+        rules=list(rules),
         resolutions=[(s, s) for s in sides],
-        num_samples=16,
+        num_images=16,
         grid_images=4,
     )
     for mi, model in enumerate(spec.models):
