@@ -21,8 +21,9 @@ TESTS = Path(__file__).resolve().parents[2]
 
 def run_probe(out: Path, shards: Path, devices: int, weights: Path | None) -> list[dict]:
     out.mkdir()
-    training = TESTS / "training"
-    paths = [TESTS.parent, training / "callbacks", TESTS / "eval", training / "data"]
+    # the repository and the test helper folders (pyproject's pythonpath)
+    helpers = ("training/callbacks", "training/data", "eval", "eval/grid")
+    paths = [TESTS.parent, *(TESTS / folder for folder in helpers)]
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(map(str, paths)),
