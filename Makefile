@@ -46,11 +46,11 @@ format: $(STAMP) ## Format the code with ruff
 	$(VENV)/bin/ruff format lit_rpe tests bench data
 
 experiments: $(STAMP) ## List the runnable experiments
-	@$(PY) -c "from lit_rpe.experiments import list_experiments; print('\n'.join(list_experiments()))"
+	@$(PY) -c "from lit_rpe.training.experiments import list_experiments; print('\n'.join(list_experiments()))"
 
 # Unknown experiment names fail here with the list of valid ones, before anything starts.
 check-exp = @test -f experiments/$(EXP).yaml || { echo "unknown experiment '$(EXP)'; valid:"; \
-	$(PY) -c "from lit_rpe.experiments import list_experiments; print(' '.join(list_experiments()))"; exit 2; }
+	$(PY) -c "from lit_rpe.training.experiments import list_experiments; print(' '.join(list_experiments()))"; exit 2; }
 
 train: $(STAMP) ## Train EXP (resumes its run directory by itself): make train EXP=rpe2d_256 [ARGS=...]
 	$(check-exp)
@@ -62,7 +62,7 @@ sample: $(STAMP) ## Sample EXP's last checkpoint: make sample EXP=demo RES=64 RU
 
 sbatch: $(STAMP) ## Render + submit EXP on SLURM: make sbatch EXP=rpe2d_256 NODES=4 GPUS=8 [PARTITION= TIME= DRY=1]
 	$(check-exp)
-	$(PY) -m lit_rpe.slurm $(EXP) --nodes $(NODES) --gpus $(GPUS) --time $(TIME) $(if $(PARTITION),--partition $(PARTITION)) $(if $(DRY),--dry) --args="$(ARGS)"
+	$(PY) -m lit_rpe.training.slurm $(EXP) --nodes $(NODES) --gpus $(GPUS) --time $(TIME) $(if $(PARTITION),--partition $(PARTITION)) $(if $(DRY),--dry) --args="$(ARGS)"
 
 demo: $(STAMP) ## The main command: photo set, train the CPU demo, sample it, its eval grid table and report.html
 	$(PY) data/build_photos.py --out data/photos --no-progress
@@ -86,7 +86,7 @@ browser: $(STAMP) ## Install headless Chromium + chromedriver (apt) and selenium
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,browser]'
 
 test-browser: $(STAMP) ## Check report.html in headless Chromium (after make browser; the demo's too after make demo)
-	$(PY) -m pytest -q -m browser tests/eval/test_eval_report_browser.py
+	$(PY) -m pytest -q -m browser tests/eval/grid/test_eval_report_browser.py
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
@@ -102,11 +102,11 @@ shapes: $(STAMP) ## Build the shapes data set into data/shapes (generated, offli
 
 shards: $(STAMP) ## Image tree -> shards: make shards SRC=<tree> OUT=<dir> [VAL_LABELS=<file>]
 	@test -n "$(SRC)" -a -n "$(OUT)" || { echo "usage: make shards SRC=<image tree> OUT=<shard folder> [VAL_LABELS=<label file>]"; exit 2; }
-	$(PY) -m lit_rpe.datasets.make_shards "$(SRC)" --out "$(OUT)" $(if $(VAL_LABELS),--val-labels "$(VAL_LABELS)")
+	$(PY) -m lit_rpe.prep.make_shards "$(SRC)" --out "$(OUT)" $(if $(VAL_LABELS),--val-labels "$(VAL_LABELS)")
 
 latents: $(STAMP) ## Precompute VAE latents: make latents SHARDS=<in> OUT=<dir> VAE=<folder> [RES= ZOOM=]
 	@test -n "$(SHARDS)" -a -n "$(OUT)" -a -n "$(VAE)" || { echo "usage: make latents SHARDS=<image shards> OUT=<folder> VAE=<local AutoencoderKL folder> [RES=256] [ZOOM=1.0]"; exit 2; }
-	$(PY) -m lit_rpe.datasets.precompute_latents --shards "$(SHARDS)" --out "$(OUT)" --vae "$(VAE)" --resolution $(or $(RES),256) --zoom $(or $(ZOOM),1.0)
+	$(PY) -m lit_rpe.prep.precompute_latents --shards "$(SHARDS)" --out "$(OUT)" --vae "$(VAE)" --resolution $(or $(RES),256) --zoom $(or $(ZOOM),1.0)
 
 bench-loader: $(STAMP) ## Loader throughput: streaming shards vs naive decode-then-resize; local vs loopback HTTP
 	$(PY) -m bench.cpu.loader $(ARGS)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from lit_rpe.datasets.photos import build_photo_set
-from lit_rpe.datasets.shard_writer import add_writer_options, print_summaries
+from lit_rpe.prep.photos import build_photo_set
+from lit_rpe.prep.shard_writer import add_writer_options, print_summaries
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "photos"
 

@@ -2,7 +2,7 @@
 
 Writes ``OUT/train/*.tar``, ``OUT/val/*.tar`` and ``OUT/classes.json``: one coloured square or
 triangle per image on a smooth grey background, 10 classes (colour x shape), drawn from seeded
-scene records (``lit_rpe.datasets.shapes``). Running it again with the same arguments does
+scene records (``lit_rpe.prep.shapes``). Running it again with the same arguments does
 nothing. See data/README.md.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from lit_rpe.datasets.shapes_shards import build_shapes_set
-from lit_rpe.datasets.shard_writer import add_writer_options, print_summaries
+from lit_rpe.prep.shapes_shards import build_shapes_set
+from lit_rpe.prep.shard_writer import add_writer_options, print_summaries
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "shapes"
 

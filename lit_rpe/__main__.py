@@ -1,3 +1,3 @@
-from lit_rpe.cli import main
+from lit_rpe.training.cli import main
 
 main()

@@ -1,7 +1,8 @@
-"""Lazy package exports (PEP 562): ``from lit_rpe.data import X`` imports only X's submodule.
+"""Lazy package exports (PEP 562): ``from lit_rpe.training.data import X`` imports only X's
+submodule.
 
 A package ``__init__`` lists ``{name: submodule}``; nothing is imported until a name is used, so
-importing one light module of a package (``lit_rpe.eval.grid_spec``) never loads the heavy ones
+importing one light module of a package (``lit_rpe.eval.grid.spec``) never loads the heavy ones
 beside it (Lightning, scipy, diffusers).
 """
 

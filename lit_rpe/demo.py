@@ -13,11 +13,11 @@ import argparse
 import csv
 from pathlib import Path
 
-from lit_rpe.callbacks.eval_history import markdown_tables, read_history_csv
-from lit_rpe.cli import main as cli_main
-from lit_rpe.experiments import compose
 from lit_rpe.posenc import parse_rule
 from lit_rpe.precision import accelerator_device_type, resolve_precision, trained_precision
+from lit_rpe.training.callbacks.eval_history import markdown_tables, read_history_csv
+from lit_rpe.training.cli import main as cli_main
+from lit_rpe.training.experiments import compose
 
 
 def last_logged(metrics_csv: Path, names: list[str]) -> dict[str, str]:

@@ -19,7 +19,7 @@ def run_python(code: str) -> str:
 def test_the_grid_spec_imports_without_lightning_scipy_or_torchmetrics():
     heavy = ("lightning", "scipy", "torchmetrics", "diffusers", "matplotlib")
     code = (
-        "import sys, lit_rpe.eval.grid_spec, lit_rpe.data, lit_rpe.models, lit_rpe.eval\n"
+        "import sys, lit_rpe.eval.grid.spec, lit_rpe.training.data, lit_rpe.models, lit_rpe.eval\n"
         f"print([m for m in {heavy!r} if m in sys.modules])"
     )
     assert run_python(code) == "[]"

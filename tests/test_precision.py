@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from lit_rpe import precision
-from lit_rpe.cli import LitRPECLI, LitRPETrainer, main
-from lit_rpe.config import NetConfig
-from lit_rpe.data import ImageShardDataModule
-from lit_rpe.experiments import EXPERIMENTS_DIR, expand_config_args
-from lit_rpe.module import DiffusionModule
 from lit_rpe.precision import Bf16Support, cpu_bf16_support, resolve_precision
+from lit_rpe.training.cli import LitRPECLI, LitRPETrainer, main
+from lit_rpe.training.config import NetConfig
+from lit_rpe.training.data import ImageShardDataModule
+from lit_rpe.training.experiments import EXPERIMENTS_DIR, expand_config_args
+from lit_rpe.training.module import DiffusionModule
 
 
 @pytest.fixture(autouse=True)

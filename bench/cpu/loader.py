@@ -39,12 +39,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from bench.common.machine import machine_line
-from lit_rpe.data import ImageShardDataModule
-from lit_rpe.data.make_manifest import manifest_entries
-from lit_rpe.data.read_config import ShardReadConfig
-from lit_rpe.data.shard_list import write_manifest
-from lit_rpe.data.tar_io import write_tar
-from lit_rpe.datasets.photos import PHOTOS, load_photo
+from lit_rpe.prep.photos import PHOTOS, load_photo
+from lit_rpe.training.data import ImageShardDataModule
+from lit_rpe.training.data.make_manifest import manifest_entries
+from lit_rpe.training.data.read_config import ShardReadConfig
+from lit_rpe.training.data.shard_list import write_manifest
+from lit_rpe.training.data.tar_io import write_tar
 
 # the loopback HTTP server with byte ranges the remote-shard tests use: one home for it
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "data"))

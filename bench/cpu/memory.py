@@ -61,9 +61,9 @@ def child(args) -> None:
     warnings.filterwarnings("ignore")
     if args.threads:
         torch.set_num_threads(args.threads)
-    from lit_rpe.config import NetConfig
     from lit_rpe.models.sizes import parse_model_name
-    from lit_rpe.module import DiffusionModule
+    from lit_rpe.training.config import NetConfig
+    from lit_rpe.training.module import DiffusionModule
 
     patch = parse_model_name(args.model)["patch_size"]
     side = math.isqrt(args.child_tokens)

@@ -56,10 +56,10 @@ from bench.common.timing import (
     pm,
     set_threads,
 )
-from lit_rpe.config import NetConfig, OptimConfig
-from lit_rpe.flow import FlowMatchingLoss
 from lit_rpe.models.sizes import parse_model_name
-from lit_rpe.module import DiffusionModule
+from lit_rpe.objectives.flow import FlowMatchingLoss
+from lit_rpe.training.config import NetConfig, OptimConfig
+from lit_rpe.training.module import DiffusionModule
 
 LATENT_CHANNELS, NUM_CLASSES, CLASS_DROPOUT = 4, 1000, 0.1
 

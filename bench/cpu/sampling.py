@@ -32,9 +32,9 @@ from bench.common.timing import (
     pm,
     set_threads,
 )
-from lit_rpe.guidance import guided_velocity
 from lit_rpe.models import DiT
 from lit_rpe.posenc import INFERENCE_RULES, InferenceRule, encode_positions, rule_frequencies
+from lit_rpe.sampling.guidance import guided_velocity
 
 SINCOS_RULES = [r for r in INFERENCE_RULES if not InferenceRule(r).positions.startswith("rpe2d")]
 

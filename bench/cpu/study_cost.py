@@ -34,10 +34,10 @@ def child(precision: str, repeats: int) -> dict:
     torch.set_num_threads(1)
     from bench.common.timing import interleaved_medians, median
     from bench.cpu.train_step import make_step
-    from lit_rpe.config import NetConfig, OptimConfig
-    from lit_rpe.module import DiffusionModule
     from lit_rpe.posenc import InferenceRule
     from lit_rpe.precision import resolve_precision
+    from lit_rpe.training.config import NetConfig, OptimConfig
+    from lit_rpe.training.module import DiffusionModule
 
     resolved = resolve_precision(precision, "cpu")
     bf16 = resolved.autocast_dtype is not None

@@ -34,9 +34,9 @@ from bench.common.timing import (
     pm,
     set_threads,
 )
-from lit_rpe.config import NetConfig, OptimConfig
 from lit_rpe.models.sizes import parse_model_name
-from lit_rpe.module import DiffusionModule
+from lit_rpe.training.config import NetConfig, OptimConfig
+from lit_rpe.training.module import DiffusionModule
 
 VARIANTS = {"sincos": ("sincos", "grid"), "rope": ("rope", "grid"), "rpe2d": ("rope", "rpe2d")}
 

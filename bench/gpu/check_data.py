@@ -1,7 +1,7 @@
 """Synthetic inputs of the GPU check: latent shards and a randomly initialised SD-VAE folder.
 
 The device has no ImageNet and no SD-VAE weights. The Lightning run reads latent shards in
-exactly the format ``lit_rpe.datasets.precompute_latents`` writes (``{key}.latent.npy`` (4, h, w)
+exactly the format ``lit_rpe.prep.precompute_latents`` writes (``{key}.latent.npy`` (4, h, w)
 float16 + ``{key}.cls``, ``shards.json`` with the ``latent`` settings, ``classes.json``), written
 through the same ``write_shards``, so the real ``ImageShardDataModule(precomputed_latents=True)``
 streams them. Each latent is a fixed pattern of its class plus noise, so the loss has something
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lit_rpe.data.shard_list import write_classes
-from lit_rpe.datasets.shard_writer import ItemRenderer, Sample, ShardJob, write_shards
+from lit_rpe.prep.shard_writer import ItemRenderer, Sample, ShardJob, write_shards
+from lit_rpe.training.data.shard_list import write_classes
 
 SCALE_FACTOR = 0.18215  # SD-VAE's latent scale
 DOWNSAMPLE = 8

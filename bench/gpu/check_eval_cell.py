@@ -2,7 +2,7 @@
 
     python -m bench.gpu.check_eval_cell --vae <AutoencoderKL folder> --json <stages>/eval_cell.json
 
-Generation: ``lit_rpe.eval.generation.generate_to_folder`` (what ``lit_rpe.eval.grid`` runs for
+Generation: ``lit_rpe.eval.generation.generate_to_folder`` (what ``lit_rpe.eval.grid.run`` runs for
 a cell: ``DiffusionModule.sample`` with the EMA weights, the VAE decode and the PNG files) under
 bf16 autocast as the grid's ``precision: bf16``, for DiT-XL/2 trained at 256 px with rpe2d
 (random weights: the cost does not depend on them), Heun with 50 steps (99 evaluations) and
@@ -11,7 +11,7 @@ model's rule (rpe2d_even), one batch per resolution (``--batches``, 32 and 16 im
 cost per image hardly depends on the batch at these sizes). A warm-up batch of 2 steps comes
 first. The VAE decode is also
 timed alone; the DiT's TFLOP/s and MFU use the generation time less the decode time.
-Inception: ``lit_rpe.eval.references.image_features`` (the grid's batches of 50) through
+Inception: ``lit_rpe.eval.metrics.references.image_features`` (the grid's batches of 50) through
 ``FIDInceptionV3`` with randomly initialised weights (timing only), on uint8 images of each
 resolution (resized to 299 px inside). A FID-10K cell then costs about
 10000 / generation images/s + 10000 / Inception images/s (its reference statistics are cached).
@@ -37,8 +37,8 @@ from bench.gpu.throughput import (
     utilisation,
 )
 from lit_rpe.eval.generation import generate_to_folder
-from lit_rpe.eval.inception import FIDInceptionV3, InceptionV3Layers
-from lit_rpe.eval.references import image_features
+from lit_rpe.eval.metrics.inception import FIDInceptionV3, InceptionV3Layers
+from lit_rpe.eval.metrics.references import image_features
 from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR
 
 GENERATION_COLUMNS = [

@@ -40,7 +40,7 @@ from omegaconf import OmegaConf
 from bench.common.tables import format_cell
 from bench.gpu.check_data import write_latent_shards, write_random_vae
 from bench.gpu.check_results import StageReport
-from lit_rpe.experiments import compose
+from lit_rpe.training.experiments import compose
 
 REPO = Path(__file__).resolve().parents[2]
 EVAL_CALLBACK = "ResolutionEvalCallback"

@@ -31,8 +31,8 @@ from bench.gpu.throughput import (
     release,
     training_step_fn,
 )
-from lit_rpe.guidance import guided_velocity
 from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR
+from lit_rpe.sampling.guidance import guided_velocity
 
 COLUMNS = [
     ("step", "step"),

@@ -46,10 +46,10 @@ from bench.common.timing import timed
 from bench.gpu.check_results import StageReport, render_table
 from bench.gpu.peaks import GpuPeak, gpu_peak
 from bench.gpu.sdpa_backends import observed_backends, probe_backends
-from lit_rpe.config import NetConfig
 from lit_rpe.models.sizes import parse_model_name
-from lit_rpe.module import DiffusionModule
 from lit_rpe.resolution import LATENT_CHANNELS, LATENT_FACTOR
+from lit_rpe.training.config import NetConfig
+from lit_rpe.training.module import DiffusionModule
 
 # Positional-encoding strategies as the experiments configure them (experiments/base/*.yaml).
 ENCODERS: dict[str, dict] = {

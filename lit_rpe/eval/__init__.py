@@ -1,20 +1,15 @@
-"""Evaluation: the FID Inception network, streamed statistics, the metrics and the eval grid.
+"""Evaluation in three layers: metric maths, one scored cell, and the grid of cells.
 
-- ``inception``, ``inception_weights``: the TF-compatible FID Inception v3 and its weight file.
-- ``statistics``: streamed float64 feature statistics, FID and sFID; ``scores``: IS, KID,
-  precision/recall; ``swd``: sliced Wasserstein distance on Laplacian pyramids.
-- ``object_metrics``: exact per-image object measures (count, size, class, edge width) for
-  the shapes data set, no network needed.
-- ``references``: centre-cropped validation images and their cached statistics.
-- ``generation``: seed-indexed generation split across ranks; ``validation_loss``: the
-  flow-matching loss at any resolution and rule.
+- ``metrics``: the metric maths (FID Inception, streamed statistics, IS/KID/precision-recall,
+  SWD, object measures of the shapes set, reference statistics, the validation loss).
 - ``settings``: ``EvalSettings``, what an evaluation scores and how, of the grid and the
   callback; ``cell``: one cell (model, rule, resolution) scored with every metric, the core
-  that the eval grid and ``lit_rpe.callbacks.ResolutionEvalCallback`` share.
-- ``grid_spec``, ``grid``, ``report``: the eval grid (``python -m lit_rpe.eval.grid``);
-  ``protocol``: the protocol card recorded with every number.
+  that the eval grid and ``lit_rpe.training.callbacks.ResolutionEvalCallback`` share;
+  ``generation``: seed-indexed generation split across ranks; ``protocol``: the protocol card
+  recorded with every number.
+- ``grid``: the eval grid runner and its reports (``python -m lit_rpe.eval.grid``).
 
-Names are imported on first use, so ``import lit_rpe.eval.grid_spec`` stays light.
+Names are imported on first use, so ``import lit_rpe.eval.grid.spec`` stays light.
 """
 
 from lit_rpe._lazy import lazy_exports
@@ -22,37 +17,8 @@ from lit_rpe._lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
-        "FEATURE_DIMS": "inception",
-        "FIDInceptionV3": "inception",
-        "FeatureStatistics": "statistics",
-        "FrechetResult": "statistics",
-        "InceptionFeature": "inception",
-        "InceptionScoreAccumulator": "scores",
-        "InceptionV3Layers": "inception",
-        "MeanStd": "scores",
-        "PYTORCH_FID_FILENAME": "inception_weights",
-        "PYTORCH_FID_URL": "inception_weights",
-        "PrecisionRecall": "scores",
+        "EvalSettings": "settings",
         "ProtocolCard": "protocol",
-        "SWDResult": "swd",
-        "TORCH_FIDELITY_FILENAME": "inception_weights",
-        "TORCH_FIDELITY_URL": "inception_weights",
-        "WEIGHTS_ENV_VAR": "inception_weights",
         "build_card": "protocol",
-        "default_weights_dir": "inception_weights",
-        "fid_result_from_statistics": "statistics",
-        "frechet_result": "statistics",
-        "inception_score": "scores",
-        "kernel_inception_distance": "scores",
-        "laplacian_descriptors": "swd",
-        "laplacian_pyramid": "swd",
-        "manifold_radii": "scores",
-        "missing_weights_message": "inception_weights",
-        "precision_recall": "scores",
-        "preprocess_uint8": "inception",
-        "resize_bilinear_tf1": "inception",
-        "resolve_inception_weights": "inception_weights",
-        "save_statistics_npz": "statistics",
-        "swd_from_descriptors": "swd",
     },
 )

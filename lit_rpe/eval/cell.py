@@ -1,16 +1,16 @@
 """One evaluation cell: a sampler at one resolution under one rule, scored with every metric.
 
-The eval grid (``lit_rpe.eval.grid``) and the training callback
-(``lit_rpe.callbacks.ResolutionEvalCallback``) both score their cells with ``score_cell``:
+The eval grid (``lit_rpe.eval.grid.run``) and the training callback
+(``lit_rpe.training.callbacks.ResolutionEvalCallback``) both score their cells with ``score_cell``:
 - **Images** arrive as this rank's fixed chunks (``lit_rpe.eval.generation``): sampled in
   memory (``generate_chunks``, the callback) or read back from the grid's cell folder
   (``read_chunks``).
 - **Per image**, each chunk gives its Inception features (pool, spatial, logits) and SWD
   descriptors. The rows of all ranks are gathered once, in index order, so every statistic is
   computed from the same rows in the same order whatever the number of processes.
-- **References** come from ``lit_rpe.eval.references``: Inception statistics cached on disk per
-  resolution (or ADM's batches), SWD descriptors of the validation images cached in memory.
-- **Validation loss**: ``lit_rpe.eval.validation_loss`` on the same validation images.
+- **References** come from ``lit_rpe.eval.metrics.references``: Inception statistics cached on
+  disk per resolution (or ADM's batches), SWD descriptors of the validation images cached in memory.
+- **Validation loss**: ``lit_rpe.eval.metrics.val_loss`` on the same validation images.
 """
 
 from __future__ import annotations
@@ -20,19 +20,21 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lit_rpe.data.validation import validation_batches
 from lit_rpe.distributed import gather_in_index_order
 from lit_rpe.eval.generation import ImageChunk
-from lit_rpe.eval.references import (
+from lit_rpe.eval.metrics.references import (
     image_features,
     import_adm_reference,
     reference_features,
     reference_swd_descriptors,
 )
-from lit_rpe.eval.scores import inception_score, kernel_inception_distance, precision_recall
-from lit_rpe.eval.settings import INCEPTION_METRICS, EvalSettings
-from lit_rpe.eval.statistics import FeatureStatistics, FrechetResult, fid_result_from_statistics
-from lit_rpe.eval.swd import (
+from lit_rpe.eval.metrics.scores import inception_score, kernel_inception_distance, precision_recall
+from lit_rpe.eval.metrics.statistics import (
+    FeatureStatistics,
+    FrechetResult,
+    fid_result_from_statistics,
+)
+from lit_rpe.eval.metrics.swd import (
     descriptor_row_width,
     descriptor_rows,
     laplacian_descriptors,
@@ -40,11 +42,13 @@ from lit_rpe.eval.swd import (
     rows_to_descriptors,
     swd_from_descriptors,
 )
-from lit_rpe.eval.validation_loss import flow_validation_loss
+from lit_rpe.eval.metrics.val_loss import flow_validation_loss
+from lit_rpe.eval.settings import INCEPTION_METRICS, EvalSettings
 from lit_rpe.posenc import InferenceRule
 from lit_rpe.precision import ResolvedPrecision
 from lit_rpe.resolution import as_height_width
-from lit_rpe.sampler import Sampler
+from lit_rpe.sampling.sampler import Sampler
+from lit_rpe.training.data.validation_images import validation_batches
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ class CellSettings:
 
 @dataclass(frozen=True)
 class MetricPlan:
-    """The metrics a run computes: ``wanted`` (names of ``grid_spec.ALL_METRICS``); the FID
+    """The metrics a run computes: ``wanted`` (names of ``settings.ALL_METRICS``); the FID
     ``inception`` network and its cache tag when any of them needs it; ``dropped``: Inception
     metrics asked for (by ``auto``) but skipped because no weight file was found."""
 
@@ -101,7 +105,7 @@ def plan_metrics(settings: EvalSettings) -> MetricPlan:
     one of them needs it. Without a weight file: under ``metrics: auto`` the Inception metrics
     are dropped (``MetricPlan.dropped``), otherwise FileNotFoundError says which file to put
     where (``missing_weights_message``)."""
-    from lit_rpe.eval.inception_weights import resolve_inception_weights, weights_tag
+    from lit_rpe.eval.metrics.inception_weights import resolve_inception_weights, weights_tag
 
     wanted = settings.wanted_metrics
     needs = tuple(m for m in wanted if m in INCEPTION_METRICS)
@@ -113,7 +117,7 @@ def plan_metrics(settings: EvalSettings) -> MetricPlan:
         if settings.metrics != "auto":
             raise
         return MetricPlan(tuple(m for m in wanted if m not in needs), dropped=needs)
-    from lit_rpe.eval.inception import FIDInceptionV3
+    from lit_rpe.eval.metrics.inception import FIDInceptionV3
 
     return MetricPlan(tuple(wanted), FIDInceptionV3(path), weights_tag(path))
 
@@ -128,7 +132,7 @@ def image_rows(
     if "swd" in plan.wanted:
         widths["swd"] = descriptor_row_width(resolution)
     if plan.inception is not None:
-        from lit_rpe.eval.inception import FEATURE_DIMS
+        from lit_rpe.eval.metrics.inception import FEATURE_DIMS
 
         widths.update(FEATURE_DIMS)
         if not plan.inception.has_logits:

@@ -1,6 +1,6 @@
 """Seed-indexed generation split across ranks: the images do not depend on the number of GPUs.
 
-Image i follows ``lit_rpe.sampler.seeds_and_labels``: noise seed ``seed + i``, label
+Image i follows ``lit_rpe.sampling.sampler.seeds_and_labels``: noise seed ``seed + i``, label
 ``i % num_classes`` (unless labels are given). Images are generated in fixed chunks
 ``[k B, (k + 1) B)`` and ranks take whole chunks (k mod world_size), so every image is computed
 in exactly the same batch whatever the number of processes: batched kernels may round a row
@@ -24,7 +24,7 @@ from PIL import Image
 from lit_rpe.distributed import rank_and_world
 from lit_rpe.image_io import quantize_uint8
 from lit_rpe.posenc import InferenceRule
-from lit_rpe.sampler import Sampler, seeds_and_labels
+from lit_rpe.sampling.sampler import Sampler, seeds_and_labels
 
 
 def chunks_of_rank(num_images: int, batch_size: int, rank: int, world_size: int) -> list[range]:

@@ -26,18 +26,18 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from lit_rpe.eval.references import (
+from lit_rpe.eval.metrics.references import (
     CROP,
     adm_reference_count,
     dataset_key,
     reference_cache_path,
 )
-from lit_rpe.guidance import guided_channel_count
 from lit_rpe.posenc import InferenceRule
 from lit_rpe.provenance import device_name, file_sha256, suite_commit
 from lit_rpe.resolution import as_height_width
-from lit_rpe.sampler import Sampler
-from lit_rpe.sampler_settings import SamplerSettings
+from lit_rpe.sampling.guidance import guided_channel_count
+from lit_rpe.sampling.sampler import Sampler
+from lit_rpe.sampling.settings import SamplerSettings
 
 if TYPE_CHECKING:  # cell.py imports the metric code; this module stays light
     from lit_rpe.eval.cell import CellSettings
@@ -65,7 +65,7 @@ def computed_reference(
     cache_dir: str | Path | None = None,
     weights_tag: str | None = None,
 ) -> ReferenceInfo:
-    """The validation images centre-cropped at ``resolution`` (``lit_rpe.eval.references``).
+    """The validation images centre-cropped at ``resolution`` (``lit_rpe.eval.metrics.references``).
     With ``cache_dir`` and ``weights_tag`` the hash is that of the cached Inception statistics
     file, when it exists yet; without them (offline metrics) there is no statistics file."""
     sha = ""

@@ -17,7 +17,7 @@ from typing import Literal
 
 from lit_rpe.posenc import InferenceRule, parse_rule
 from lit_rpe.resolution import as_height_width
-from lit_rpe.sampler_settings import SamplerSettings
+from lit_rpe.sampling.settings import SamplerSettings
 
 OFFLINE_METRICS = ("val_loss", "swd")
 INCEPTION_METRICS = ("fid", "sfid", "is", "kid", "precision_recall")

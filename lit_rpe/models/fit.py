@@ -1,7 +1,7 @@
 """The FiT / FiTv2 network (whlzy/FiT ``fit/model/fit_model.py``) with the suite's positions.
 
 Written from the official architecture's facts, with its parameter names, so an official state
-dict loads without renaming (``lit_rpe.models.fit_loading``):
+dict loads without renaming (``lit_rpe.official.fit_net``):
 
 - Tokens: p x p patches flattened channel-major, ``(c p1 p2)``, through one ``nn.Linear``
   (``x_embedder.proj``); the output tokens use the same order (FiT's ``unpatchify``).
@@ -13,9 +13,9 @@ dict loads without renaming (``lit_rpe.models.fit_loading``):
 - RoPE: 2D, head_dim/2 channels per axis (rows first, then columns). FiT rotates interleaved
   pairs ``(2k, 2k + 1)``; the suite's ``apply_rope`` rotates pairs ``(k, k + d/2)`` of each axis
   half. The loader reorders the query and key rows of ``qkv`` once
-  (``fit_loading.rope_row_order``), which leaves every attention logit unchanged (q.k is a sum
-  over channels; the per-head LayerNorm is permutation-invariant), so here the frequencies and
-  positions are the suite's: any rule at any H x W.
+  (``lit_rpe.official.fit_net.rope_row_order``), which leaves every attention logit unchanged
+  (q.k is a sum over channels; the per-head LayerNorm is permutation-invariant), so here the
+  frequencies and positions are the suite's: any rule at any H x W.
 - No padding: the official mask is all ones for one image per sequence, which is plain
   attention.
 

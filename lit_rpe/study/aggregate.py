@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lit_rpe.eval.grid_spec import load_grid
-from lit_rpe.eval.object_metrics import ObjectMeasures, summarize
-from lit_rpe.eval.report import LOWER_IS_BETTER as GRID_LOWER_IS_BETTER
+from lit_rpe.eval.grid.report import LOWER_IS_BETTER as GRID_LOWER_IS_BETTER
+from lit_rpe.eval.grid.spec import load_grid
+from lit_rpe.eval.metrics.object_metrics import ObjectMeasures, summarize
 from lit_rpe.study.intervals import (
     Interval,
     bootstrap_difference_intervals,

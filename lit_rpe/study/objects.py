@@ -1,9 +1,9 @@
 """Object metrics of the shapes study's grid cells: every generated image measured
-(``lit_rpe.eval.object_metrics``) and saved next to the cell, against true renders of the
+(``lit_rpe.eval.metrics.object_metrics``) and saved next to the cell, against true renders of the
 validation scenes at the cell's own resolution.
 
 A cell's images ``<cell>/images/<i:06d>.png`` were generated for label ``i % num_classes``
-(``lit_rpe.sampler.seeds_and_labels``); its measures go to ``<cell>/objects.npz`` and are
+(``lit_rpe.sampling.sampler.seeds_and_labels``); its measures go to ``<cell>/objects.npz`` and are
 recomputed when the cell's ``metrics.json`` is newer (the cell was re-scored).
 """
 
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lit_rpe.datasets.shapes import CLASSES
-from lit_rpe.datasets.shapes_shards import load_scenes, reference_renders
 from lit_rpe.eval.generation import read_images
-from lit_rpe.eval.object_metrics import ObjectMeasures, measure_objects
-from lit_rpe.sampler import seeds_and_labels
+from lit_rpe.eval.metrics.object_metrics import ObjectMeasures, measure_objects
+from lit_rpe.prep.shapes import CLASSES
+from lit_rpe.prep.shapes_shards import load_scenes, reference_renders
+from lit_rpe.sampling.sampler import seeds_and_labels
 
 REFERENCE_IMAGES = 1000  # the whole shapes validation split (or all a smaller one has)
 FIELDS = ("count", "rel_size", "centre", "predicted", "edge_width")

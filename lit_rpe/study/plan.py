@@ -16,14 +16,14 @@ from pathlib import Path
 
 import yaml
 
-from lit_rpe.eval.grid_spec import load_grid
-from lit_rpe.experiments import EXPERIMENTS_DIR, compose
+from lit_rpe.eval.grid.spec import load_grid
+from lit_rpe.training.experiments import EXPERIMENTS_DIR, compose
 
 
 @dataclass(frozen=True)
 class StudySet:
     """One data set of the study. grid: its eval grid file; objects: score the shapes set's
-    object metrics (``lit_rpe.eval.object_metrics``) in every cell."""
+    object metrics (``lit_rpe.eval.metrics.object_metrics``) in every cell."""
 
     name: str
     grid: str

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import torch
 
-from lit_rpe.eval.grid_spec import load_grid
-from lit_rpe.experiments import compose
+from lit_rpe.eval.grid.spec import load_grid
 from lit_rpe.posenc import parse_rule
 from lit_rpe.precision import machine_description, trained_precision
 from lit_rpe.provenance import suite_commit
@@ -28,6 +27,7 @@ from lit_rpe.study.aggregate import (
     write_rows,
 )
 from lit_rpe.study.plan import StudyPlan, experiment_of, training_runs
+from lit_rpe.training.experiments import compose
 
 DOCS = Path("docs")
 FIGURES = DOCS / "study_cpu"

@@ -7,7 +7,7 @@ One self-contained page (relative links, nothing fetched) built from the committ
 seeds, the best per column in bold as in the grid reports, ▲ / ▼ against the same model's
 ``extrapolate`` as in ``tables_<set>.md``, the training-resolution column marked; then the plots.
 An A/B view flips between two models' strips. The style, script, escaping and best-per-column
-choice are the eval grid report's (``lit_rpe.eval.report_html``, ``report_page``).
+choice are the eval grid report's (``lit_rpe.eval.grid.report_html``, ``report_page``).
 
 Rebuild it without re-running the study: ``python -m lit_rpe.study.report_html docs/study_cpu``.
 """
@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
-from lit_rpe.eval.grid_spec import load_grid
-from lit_rpe.eval.report_html import HTML_NAME, best_per_column, link
-from lit_rpe.eval.report_page import PAGE_SCRIPT, PAGE_STYLE
-from lit_rpe.experiments import compose
+from lit_rpe.eval.grid.report_html import HTML_NAME, best_per_column, link
+from lit_rpe.eval.grid.report_page import PAGE_SCRIPT, PAGE_STYLE
+from lit_rpe.eval.grid.spec import load_grid
 from lit_rpe.resolution import as_height_width
 from lit_rpe.study.aggregate import LOWER_IS_BETTER, is_better
 from lit_rpe.study.plan import StudyPlan, eval_seed, experiment_of
 from lit_rpe.study.report import TITLES, default_rules, fmt
+from lit_rpe.training.experiments import compose
 
 CSV_COLUMNS = ("set", "model", "rule", "height", "width", "metric", "mean", "seed_low",
                "seed_high", "vs_extrapolate", "vs_extrapolate_significant")  # fmt: skip

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from lit_rpe.eval.grid_spec import load_grid
+from lit_rpe.eval.grid.spec import load_grid
 from lit_rpe.provenance import suite_commit
 from lit_rpe.study.jobs import Job, run_jobs
 from lit_rpe.study.plan import StudyPlan, TrainingRun, seed_grid_file, training_runs
@@ -101,7 +101,7 @@ def evaluate(plan: StudyPlan, timings: Timings) -> None:
         for seed in plan.seeds:
             grid = seed_grid_file(study_set.grid, seed)
             name = f"grid {study_set.name}/seed{seed}"
-            jobs.append(Job(name, ("lit_rpe.eval.grid", str(grid)), grid.parent / "grid.log"))
+            jobs.append(Job(name, ("lit_rpe.eval.grid.run", str(grid)), grid.parent / "grid.log"))
     started = time.time()
     results = run_jobs(jobs, workers=plan.workers, threads=plan.threads)
     timings.add("eval grids", time.time() - started, sum(r.cpu_s for r in results))

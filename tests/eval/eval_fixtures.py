@@ -14,8 +14,8 @@ import skimage.data
 import torch
 from sklearn.datasets import load_sample_images
 
-from lit_rpe.eval import InceptionV3Layers, preprocess_uint8
-from lit_rpe.eval.swd import (
+from lit_rpe.eval.metrics import InceptionV3Layers, preprocess_uint8
+from lit_rpe.eval.metrics.swd import (
     SWDResult,
     laplacian_descriptors,
     pyramid_resolutions,

@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from lit_rpe.config import NetConfig
 from lit_rpe.eval.generation import chunks_of_rank, generate_to_folder
-from lit_rpe.module import DiffusionModule
 from lit_rpe.posenc import InferenceRule
-from lit_rpe.sampler_settings import SamplerSettings
+from lit_rpe.sampling.settings import SamplerSettings
+from lit_rpe.training.config import NetConfig
+from lit_rpe.training.module import DiffusionModule
 
 NUM, BATCH, RES = 10, 4, 24
 

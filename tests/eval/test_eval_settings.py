@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lit_rpe.eval.grid_spec import GridSpec, load_grid
+from lit_rpe.eval.grid.spec import GridSpec, load_grid
 from lit_rpe.eval.settings import ALL_METRICS, EvalSettings
-from lit_rpe.experiments import EXPERIMENTS_DIR
 from lit_rpe.posenc import InferenceRule
-from lit_rpe.sampler_settings import SamplerSettings
+from lit_rpe.sampling.settings import SamplerSettings
+from lit_rpe.training.experiments import EXPERIMENTS_DIR
 
 GRID_FILES = sorted(
     str(p.relative_to(EXPERIMENTS_DIR))

@@ -17,7 +17,7 @@ from data_fixtures import write_shard_set
 from safetensors.torch import load_file, save_file
 
 import lit_rpe.provenance as provenance
-from lit_rpe.config import NetConfig
+from lit_rpe.eval.metrics.references import dataset_key
 from lit_rpe.eval.protocol import (
     DEFINING_FIELDS,
     ProtocolCard,
@@ -28,13 +28,13 @@ from lit_rpe.eval.protocol import (
     compare_cards,
     computed_reference,
 )
-from lit_rpe.eval.references import dataset_key
 from lit_rpe.models.dit import DiT
-from lit_rpe.module import DiffusionModule
-from lit_rpe.official import OfficialModel
+from lit_rpe.official.model import OfficialModel
 from lit_rpe.posenc import InferenceRule
-from lit_rpe.sampler import RuleNotApplicable
-from lit_rpe.sampler_settings import SamplerSettings
+from lit_rpe.sampling.sampler import RuleNotApplicable
+from lit_rpe.sampling.settings import SamplerSettings
+from lit_rpe.training.config import NetConfig
+from lit_rpe.training.module import DiffusionModule
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
@@ -191,7 +191,7 @@ def test_adm_reference_reads_the_count_without_the_images(tmp_path):
 
 
 def test_computed_reference_hashes_its_statistics_file_once_it_exists(shards, tmp_path):
-    from lit_rpe.eval.references import reference_cache_path
+    from lit_rpe.eval.metrics.references import reference_cache_path
 
     info = computed_reference(shards, 16, 8, cache_dir=tmp_path / "refs", weights_tag="abcd")
     assert info.sha256 == "" and info.images == 8

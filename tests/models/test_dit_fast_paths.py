@@ -10,9 +10,7 @@ import torch.nn.functional as F
 
 import lit_rpe.models.dit as dit_module
 import lit_rpe.posenc.encoding as encoding_module
-from lit_rpe.config import NetConfig
 from lit_rpe.models import DiT
-from lit_rpe.module import DiffusionModule
 from lit_rpe.posenc import (
     InferenceRule,
     apply_rope,
@@ -23,6 +21,8 @@ from lit_rpe.posenc import (
     rpe2d_positions,
     rule_frequencies,
 )
+from lit_rpe.training.config import NetConfig
+from lit_rpe.training.module import DiffusionModule
 
 
 def tiny(encoder="rope", positions="grid", depth_name="DiT-N/2", **kw):

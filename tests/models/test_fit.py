@@ -11,10 +11,10 @@ import torch
 from safetensors.torch import save_file
 
 from lit_rpe.models.fit import FiT
-from lit_rpe.models.fit_loading import build_fit_net, rope_row_order
-from lit_rpe.official import load_official
+from lit_rpe.official.fit_net import build_fit_net, rope_row_order
+from lit_rpe.official.model import load_official
 from lit_rpe.posenc import INFERENCE_RULES, InferenceRule, fit_rule
-from lit_rpe.sampler import RuleNotApplicable
+from lit_rpe.sampling.sampler import RuleNotApplicable
 
 CASES = Path(__file__).parent / "data" / "fit_cases.pt"
 # The stored cases' tiny official models (test_fit_reference.TINY, ori_max_pe_len 8)
@@ -205,7 +205,7 @@ def test_hr_files_default_to_the_ntk_rule_they_were_fine_tuned_with(files):
 
 
 def test_lit_rpe_sample_official_fit_writes_a_grid(tmp_path, files, vae_folder):
-    from lit_rpe.cli import main
+    from lit_rpe.training.cli import main
 
     main(
         [

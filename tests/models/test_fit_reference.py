@@ -21,8 +21,8 @@ import pytest
 import torch
 from fit_reference import import_official, missing_requirements, reference_repo
 
-from lit_rpe.models.fit_loading import build_fit_net
-from lit_rpe.official import load_official
+from lit_rpe.official.fit_net import build_fit_net
+from lit_rpe.official.model import load_official
 from lit_rpe.posenc import FIT_INTERPOLATIONS, fit_rule
 
 CASES = Path(__file__).parent / "data" / "fit_cases.pt"
@@ -226,7 +226,7 @@ def test_fitv2_sde_sampling_equals_the_official_transport(tmp_path, official, mo
     per-image step noise (its global ``randn`` replaced) against ``method="sde"``."""
     import importlib
 
-    from lit_rpe.ddpm.samplers import noise_generators, step_noise
+    from lit_rpe.objectives.ddpm.samplers import noise_generators, step_noise
 
     fm, _, transport, _ = official
     integrators = importlib.import_module("fit.scheduler.transport.integrators")

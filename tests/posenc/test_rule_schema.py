@@ -6,9 +6,7 @@ import dataclasses
 import pytest
 import yaml
 
-from lit_rpe.cli import main
-from lit_rpe.eval.grid_spec import load_grid
-from lit_rpe.experiments import EXPERIMENTS_DIR
+from lit_rpe.eval.grid.spec import load_grid
 from lit_rpe.posenc import (
     InferenceRule,
     base_frequencies,
@@ -16,6 +14,8 @@ from lit_rpe.posenc import (
     parse_rule,
     rule_frequencies,
 )
+from lit_rpe.training.cli import main
+from lit_rpe.training.experiments import EXPERIMENTS_DIR
 
 DIM, THETA, TRAIN, TEST = 16, 10000.0, (8, 8), (16, 16)  # s = 2 on both axes
 DYPE = {"name": "dype_ntk", "lambda_s": 1.0, "lambda_t": 3.0}

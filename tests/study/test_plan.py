@@ -2,8 +2,7 @@
 
 import pytest
 
-from lit_rpe.eval.grid_spec import load_grid
-from lit_rpe.experiments import EXPERIMENTS_DIR, compose
+from lit_rpe.eval.grid.spec import load_grid
 from lit_rpe.study.plan import (
     StudyPlan,
     eval_seed,
@@ -12,6 +11,7 @@ from lit_rpe.study.plan import (
     seed_run_dir,
     training_runs,
 )
+from lit_rpe.training.experiments import EXPERIMENTS_DIR, compose
 
 
 def test_every_strategy_of_both_sets_is_trained_once_per_seed_longest_first():

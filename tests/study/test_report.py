@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lit_rpe.datasets.shapes import CLASSES, draw_scene, render_scenes
-from lit_rpe.datasets.shapes_shards import build_shapes_set
+from lit_rpe.prep.shapes import CLASSES, draw_scene, render_scenes
+from lit_rpe.prep.shapes_shards import build_shapes_set
 from lit_rpe.study.plan import StudyPlan, StudySet
 from lit_rpe.study.report import write_study
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bench.gpu.check_data import LatentSampleMaker, write_latent_shards, write_random_vae
-from lit_rpe.data import ImageShardDataModule
+from lit_rpe.training.data import ImageShardDataModule
 
 
 @pytest.fixture(scope="module")

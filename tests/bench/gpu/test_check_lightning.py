@@ -12,7 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from bench.gpu.check_lightning import check_experiment
-from lit_rpe.experiments import compose
+from lit_rpe.training.experiments import compose
 
 ROOT = Path(__file__).resolve().parents[3]
 EXPERIMENT = ROOT / "experiments/rpe2d_256.yaml"

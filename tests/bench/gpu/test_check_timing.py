@@ -6,7 +6,7 @@ import torch
 from bench.gpu.check_callback import window_rate
 from bench.gpu.check_eval_cell import heun_evaluations
 from bench.gpu.check_lightning import combined_rate
-from lit_rpe.flow import sample_ode
+from lit_rpe.objectives.flow import sample_ode
 
 STAMPS = [(1, 0.0), (2, 5.0), (3, 6.0), (4, 7.0), (5, 8.0)]  # step 1: warm-up (compilation)
 

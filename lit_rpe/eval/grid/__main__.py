@@ -1,0 +1,3 @@
+from lit_rpe.eval.grid.run import main
+
+main()
