@@ -47,7 +47,7 @@ from lit_rpe.training.data.shard_list import write_manifest
 from lit_rpe.training.data.tar_io import write_tar
 
 # the loopback HTTP server with byte ranges the remote-shard tests use: one home for it
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "data"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "training" / "data"))
 from remote_servers import http_server  # noqa: E402
 
 
