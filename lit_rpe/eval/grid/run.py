@@ -212,7 +212,10 @@ def main(argv: list[str] | None = None) -> Path:
         "--print", action="store_true", help="print results.md and report.html's path at the end"
     )
     opts = parser.parse_args(argv)
-    spec = load_grid(opts.grid)
+    try:
+        spec = load_grid(opts.grid)
+    except (FileNotFoundError, ValueError) as err:  # each names the file and the key
+        parser.exit(2, f"eval-grid: {err}\n")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         if torch.cuda.is_available():

@@ -312,3 +312,15 @@ def test_bad_grid_fails_before_any_generation(setup, monkeypatch, change, messag
 def test_shipped_grids_parse(name):
     spec = load_grid(Path("experiments") / f"{name}.yaml", check_files=False)
     assert spec.models and spec.rules and spec.resolutions
+
+
+def test_the_command_line_names_a_bad_grid_in_one_line(setup, capsys):
+    """``python -m lit_rpe.eval.grid`` on a grid whose checkpoint is missing: exit 2 and one
+    line naming it, not a traceback."""
+    path, spec = setup
+    bad = rewrite(path, spec, models=[{"name": "x", "checkpoint": "nope.ckpt"}])
+    with pytest.raises(SystemExit) as stop:
+        grid_module.main([str(bad)])
+    assert stop.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("eval-grid: checkpoint(s) not found: nope.ckpt")
