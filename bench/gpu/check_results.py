@@ -3,7 +3,7 @@
 Each stage script keeps a ``StageReport`` and saves it after every measured row, so a stage that
 hits its time cap still leaves what it measured. The shell records each stage's exit code, wall
 time and cap beside it (``<stage>.shell.json``). ``write_report`` merges both into
-``gpu_check.json`` and ``gpu_check.md`` and checks the targets of issue 19:
+``gpu_check.json`` and ``gpu_check.md`` and checks the targets of issues 19 and 29:
 
     python -m bench.gpu.check_results <stages dir> <out dir> [--command "..."]
 """
@@ -266,7 +266,7 @@ def evaluate_targets(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 def render_markdown(report: dict[str, Any]) -> str:
     env = report["stages"].get("environment", {}).get("data", {})
     lines = [
-        "# GPU check of lit_rpe (issue 19)",
+        "# GPU check of lit_rpe (issues 19 and 29)",
         "",
         env.get("summary", "environment not recorded"),
         "",
