@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from lit_rpe.eval.grid.published import published_table
-from lit_rpe.eval.grid.report_html import write_html_report
+from lit_rpe.eval.grid.report_html import best_per_column, write_html_report
 from lit_rpe.eval.grid.report_plots import plot_file_name, plot_metric
 from lit_rpe.eval.grid.spec import GridSpec
 from lit_rpe.eval.protocol import (
@@ -162,12 +162,7 @@ def metric_table(
             suffix[key, res] = marks[i] if marks else ""
     if not rows:
         return []
-    pick = min if metric in LOWER_IS_BETTER else max
-    best = {
-        res: pick(v[res] for v in rows.values() if res in v)
-        for res in resolutions
-        if any(res in v for v in rows.values())
-    }
+    best = best_per_column(records, metric, metric in LOWER_IS_BETTER)  # the page's marks too
     lines = [
         f"### {METRIC_TITLES.get(metric, metric)}",
         "",
@@ -181,7 +176,7 @@ def metric_table(
                 cells.append("n/a")
                 continue
             text = _format(values[res])
-            text = f"**{text}**" if values[res] == best[res] and len(rows) > 1 else text
+            text = f"**{text}**" if values[res] == best.get(res) else text
             cells.append(text + suffix[key, res] + (" (train)" if res == train[key] else ""))
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return [*lines, ""]
