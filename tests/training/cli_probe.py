@@ -23,17 +23,18 @@ class StepProbe(Callback):
 
 
 class RunawayLrOnRank(Callback):
-    """Multiplies the learning rate of one rank by ``factor`` (its scheduler's base rates, so
-    the warm-up keeps scaling it): that rank's weights run away while the others' do not."""
+    """Trains one rank with base learning rate ``lr`` (its scheduler's base rates, so the
+    warm-up still applies) while the others keep theirs: that rank's weights run away alone."""
 
-    def __init__(self, rank: int = 1, factor: float = 1e6):
-        self.rank, self.factor = rank, factor
+    def __init__(self, rank: int = 1, lr: float = 1e6):
+        self.rank, self.lr = rank, lr
 
     def on_train_start(self, trainer, pl_module):
         if trainer.global_rank != self.rank:
             return
         for config in trainer.lr_scheduler_configs:
-            config.scheduler.base_lrs = [lr * self.factor for lr in config.scheduler.base_lrs]
-        for optimizer in trainer.optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] *= self.factor
+            scheduler = config.scheduler
+            groups = scheduler.optimizer.param_groups
+            for group, base in zip(groups, scheduler.base_lrs, strict=True):
+                group["lr"] *= self.lr / base  # the rate of this step, warm-up included
+            scheduler.base_lrs = [self.lr] * len(groups)

@@ -140,24 +140,36 @@ def test_sigterm_to_one_rank_stops_both_at_one_step_and_resumes_like_an_uninterr
         torch.testing.assert_close(resumed_ckpt["state_dict"][name], value, rtol=0, atol=0)
 
 
-def test_a_loss_running_away_on_one_rank_stops_both_with_one_line_and_no_checkpoint(tmp_path):
-    """Rank 1 trains with a learning rate 1e6 times the others': its loss climbs, the mean over
-    the ranks that ``DivergenceGuard`` judges climbs with it, and both ranks stop together."""
+@pytest.mark.parametrize(
+    "lr,stop",
+    [
+        (1e6, "training loss diverged: 20 steps in a row above 10 x the running median"),
+        (1e3, "training loss is nan at step "),  # the NaN check, also agreed by the ranks
+    ],
+)
+def test_a_loss_running_away_on_one_rank_stops_both_with_one_line_and_no_checkpoint(
+    tmp_path, lr, stop
+):
+    """Rank 1 trains with learning rate ``lr`` (the others with the demo's 1e-3). At 1e6 its loss
+    climbs to about 1e26 and stays finite: the mean over the ranks that ``DivergenceGuard``
+    judges climbs with it. At 1e3 it becomes NaN within a few steps. Either way both ranks stop
+    at the same step with the same line, before any checkpoint is written."""
     run_dir = tmp_path / "run"
     probes = [tmp_path / f"rank{r}.txt" for r in range(RANKS)]
-    processes = start_ranks(
-        run_dir, probes, 200, extra=["--trainer.callbacks+=cli_probe.RunawayLrOnRank"]
-    )
+    runaway = [
+        "--trainer.callbacks+=cli_probe.RunawayLrOnRank",
+        f"--trainer.callbacks.init_args.lr={lr}",
+    ]
+    processes = start_ranks(run_dir, probes, 200, extra=runaway)
     outputs = finish(processes)
+    last_lines = []
     for rank, (process, output) in enumerate(zip(processes, outputs, strict=True)):
         assert process.returncode == 1, f"rank {rank}:\n{output[-3000:]}"
         assert "Traceback" not in output
-        last_line = output.strip().splitlines()[-1]
-        assert last_line.startswith("lit-rpe: training loss diverged: 20 steps in a row"), (
-            f"rank {rank}: {last_line}"
-        )
-        assert "Last good checkpoint: none saved yet" in last_line
-    # the same step on both ranks, long before the end
+        last_lines.append(output.strip().splitlines()[-1])
+    assert last_lines[0] == last_lines[1]  # the same step, loss and reason on both ranks
+    assert last_lines[0].startswith(f"lit-rpe: {stop}"), last_lines[0]
+    assert "Last good checkpoint: none saved yet" in last_lines[0]
     ends = [probe.read_text().split()[-1] for probe in probes]
-    assert ends[0] == ends[1] and int(ends[0]) < 200
+    assert ends[0] == ends[1] and int(ends[0]) < 200  # stopped together, early
     assert not list(run_dir.rglob("*.ckpt"))  # no checkpoint of diverged weights
