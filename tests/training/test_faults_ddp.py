@@ -98,7 +98,6 @@ def steps_seen(probe: Path) -> int:
     return probe.read_text().count("step") if probe.exists() else 0
 
 
-@pytest.mark.slow  # three 2-process fits: about two minutes on 2 cores
 def test_sigterm_to_one_rank_stops_both_at_one_step_and_resumes_like_an_uninterrupted_run(
     tmp_path,
 ):
