@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_cli import ROOT, photo_set, wait_for  # noqa: F401
-from test_faults_cli import fit_args, logged_losses, plain_env
+from test_faults_cli import fit_args, logged_losses, plain_env, session_processes
 
 from lit_rpe.training.signals import EXIT_INTERRUPTED
 
@@ -137,6 +137,53 @@ def test_sigterm_to_one_rank_stops_both_at_one_step_and_resumes_like_an_uninterr
     straight_ckpt = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)
     for name, value in straight_ckpt["state_dict"].items():  # weights and EMA
         torch.testing.assert_close(resumed_ckpt["state_dict"][name], value, rtol=0, atol=0)
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid``, from /proc."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(child) for child in task.read_text().split()]
+    return found
+
+
+def test_sigterm_to_the_rank_lightning_started_stops_the_run_resumably(tmp_path):
+    """``lit-rpe fit --trainer.devices=2`` on one machine: rank 0 starts rank 1 itself (Lightning's
+    launcher). A SIGTERM to that child alone stops the run at a step boundary with exit status
+    75 and one checkpoint, and no process of the run is left behind."""
+    run_dir, probe = tmp_path / "run", tmp_path / "steps.txt"
+    process = subprocess.Popen(
+        [
+            *fit_args(run_dir, probe, 1000, delay=0.3),
+            "--trainer.devices=2",
+            "--trainer.strategy=ddp",
+        ],
+        cwd=ROOT,
+        env=plain_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        # both ranks append to the one probe file: 6 lines are 3 steps each
+        wait_for(lambda: steps_seen(probe) >= 6, 150, "both ranks to train")
+        (rank1,) = children(process.pid)
+        os.kill(rank1, signal.SIGTERM)
+        (output,) = finish([process], timeout=90)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == EXIT_INTERRUPTED, output[-3000:]
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
+    assert f"lit-rpe: interrupted by SIGTERM after step {saved}: saved {checkpoint}" in output
+    assert "Traceback" not in output
+    assert [p.name for p in run_dir.rglob("*.ckpt")] == ["last.ckpt"]
+    steps = [int(w) for w in probe.read_text().split() if w.isdigit()]
+    assert max(steps) == saved and steps.count(saved) == 2  # both ranks stopped there
+    wait_for(lambda: session_processes(process.pid) == [], 15, "rank 1 to exit")
 
 
 @pytest.mark.parametrize(
