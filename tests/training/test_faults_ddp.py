@@ -1,10 +1,11 @@
-"""Issue 24's signal and divergence handling on 2 CPU processes (gloo), launched from outside
-as ``srun`` or ``torchrun`` do (one ``lit-rpe fit`` per rank, ``LOCAL_RANK`` set), so every
-rank's exit status and output are seen: a SIGTERM to rank 1 alone stops both ranks at the same
-step boundary with one checkpoint and exit status 75, and the 2-process resume logs what an
-uninterrupted 2-process run logs; a loss that runs away on rank 1 alone stops both ranks through
-``DivergenceGuard`` with one line and no checkpoint. Every process has a timeout: a rank left
-waiting in a collective fails the test instead of hanging it."""
+"""Issue 24's signal and divergence handling on 2 CPU processes (gloo). Most runs are launched
+from outside as ``srun`` or ``torchrun`` do (one ``lit-rpe fit`` per rank, ``LOCAL_RANK`` set), so
+every rank's exit status and output are seen: a SIGTERM to rank 1 alone stops both ranks at the
+same step boundary with one checkpoint and exit status 75, and the 2-process resume logs what an
+uninterrupted 2-process run logs; a loss that runs away (finite, or NaN) on rank 1 alone stops
+both ranks with the same line and no checkpoint. One run lets Lightning start rank 1 itself
+(``--trainer.devices=2`` on one machine). Every process has a timeout: a rank left waiting in a
+collective fails the test instead of hanging it."""
 
 from __future__ import annotations
 
@@ -68,6 +69,14 @@ def start_ranks(run_dir: Path, probes: list[Path], steps: int, delay=0.0, extra=
     ]
 
 
+def kill(processes: list[subprocess.Popen]) -> None:
+    """SIGKILL the sessions of the processes still running (their ranks and workers)."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+
+
 def finish(processes: list[subprocess.Popen], timeout: float = TIMEOUT) -> list[str]:
     """Every rank's output; a rank still running after ``timeout`` is killed, with all others,
     and the test fails naming it."""
@@ -79,10 +88,7 @@ def finish(processes: list[subprocess.Popen], timeout: float = TIMEOUT) -> list[
             except subprocess.TimeoutExpired:
                 pytest.fail(f"rank {rank} hung (killed after {timeout} s)")
     finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.communicate()
+        kill(processes)
     return outputs
 
 
@@ -107,7 +113,7 @@ def test_sigterm_to_one_rank_stops_both_at_one_step_and_resumes_like_an_uninterr
     try:
         wait_for(lambda: min(map(steps_seen, probes)) >= 3, 150, "both ranks to train")
     except AssertionError:
-        finish(processes, timeout=1)
+        kill(processes)
         raise
     processes[1].send_signal(signal.SIGTERM)  # rank 1 alone, as a pre-empted node would see
     outputs = finish(processes, timeout=90)
@@ -172,9 +178,7 @@ def test_sigterm_to_the_rank_lightning_started_stops_the_run_resumably(tmp_path)
         os.kill(rank1, signal.SIGTERM)
         (output,) = finish([process], timeout=90)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
+        kill([process])
     assert process.returncode == EXIT_INTERRUPTED, output[-3000:]
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
     saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
