@@ -230,9 +230,12 @@ def main(argv: list[str] | None = None) -> None:
     from lit_rpe.training.data.read_config import TooManySkippedSamples
     from lit_rpe.training.data.remote_manifest import RemoteSetupError
 
-    args = expand_config_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = expand_config_args(argv)
     saved_argv = sys.argv[:]
-    sys.argv[1:] = args  # LightningCLI reads sys.argv itself: give it the composed configs
+    # Lightning's DDP launcher starts the other ranks with this process's sys.argv: give them
+    # the command as typed (each composes the configs itself; the composed YAML is no path).
+    sys.argv[1:] = argv
     try:
         LitRPECLI(
             DiffusionModule,
@@ -240,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
             trainer_class=LitRPETrainer,
             parser_kwargs={"parser_mode": "omegaconf"},
             save_config_kwargs={"overwrite": True},
+            args=args,
         )
     except TrainingInterrupted as stop:
         print(f"lit-rpe: {stop}", file=sys.stderr, flush=True)

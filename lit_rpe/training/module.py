@@ -244,8 +244,17 @@ class DiffusionModule(LightningModule, Sampler):
         before the weights change, so the one host read it costs waits for the step's forward
         and backward only, and a non-finite loss stops the run with its weights untouched."""
         every = self.hparams.nan_check_every_n_steps
-        if every and self.global_step % every == 0 and not bool(self._finite):
-            raise TrainingDiverged(self._nan_message(self._step_loss))
+        if not every or self.global_step % every != 0:
+            return
+        finite, loss = self._finite.float(), self._step_loss.float()
+        if self.trainer.world_size > 1:
+            # One all-reduce: a NaN on any rank stops every rank at this step (a rank stopping
+            # alone leaves the others waiting in their next collective), with the same message.
+            finite, loss = self.trainer.strategy.reduce(
+                torch.stack([finite, loss]), reduce_op="mean"
+            )
+        if finite < 1:
+            raise TrainingDiverged(self._nan_message(loss))
 
     def optimizer_step(self, *args, **kwargs) -> None:
         # The EMA follows each optimizer step here rather than in on_train_batch_end: callbacks

@@ -10,8 +10,9 @@ raises ``TrainingInterrupted``; the CLI prints one line and exits with ``EXIT_IN
 - Under SLURM (``SLURMEnvironment`` with ``auto_requeue``) it is Lightning's
   ``hpc_ckpt_<n>.ckpt`` in the run directory, and global rank 0 then requeues the job with
   ``scontrol requeue`` as Lightning's own handler does (a missing ``scontrol`` is a warning).
-- Under DDP the ranks agree with one all-reduce of a boolean per step (only when world > 1),
-  so all of them save and stop at the same step, whichever received the signal.
+- Under DDP the ranks agree with one all-reduce (max) of the signal number per step (only when
+  world > 1), so all of them save and stop at the same step, whichever received the signal, and
+  all name the signal that was received.
 - A second SIGINT interrupts at once (Python's KeyboardInterrupt), for an impatient Ctrl-C.
 
 Lightning's own handlers (SIGTERM: stop with exit status 0 and no checkpoint; SLURM's SIGUSR1:
@@ -27,6 +28,7 @@ import subprocess
 from pathlib import Path
 from types import FrameType
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.trainer.connectors.checkpoint_connector import _CheckpointConnector
@@ -152,10 +154,11 @@ class StopOnSignal(Callback):
         stepped, self._seen_step = trainer.global_step != self._seen_step, trainer.global_step
         if not stepped:
             return  # a micro-batch of gradient accumulation: not a step boundary
-        stop = self.received is not None
+        received = self.received or 0  # 0: no signal (no signal has number 0)
         if trainer.world_size > 1:
-            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
-        if not stop or self._saved is not None:
+            flag = torch.tensor(received, device=trainer.strategy.root_device)
+            received = int(trainer.strategy.reduce(flag, reduce_op="max"))
+        if not received or self._saved is not None:
             return
         slurm = slurm_environment(trainer)
         if slurm is not None:
@@ -164,8 +167,7 @@ class StopOnSignal(Callback):
             path = last_checkpoint_path(trainer)
         trainer.save_checkpoint(path)
         requeued = slurm is not None and trainer.is_global_zero and requeue_slurm_job()
-        signum = self.received if self.received is not None else signal.SIGTERM
-        self._saved = TrainingInterrupted(signum, trainer.global_step, path, requeued)
+        self._saved = TrainingInterrupted(received, trainer.global_step, path, requeued)
 
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int
