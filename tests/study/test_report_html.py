@@ -1,7 +1,8 @@
 """The study's report.html from a small synthetic study.csv and figures, checked without a
 browser (tests/eval/grid/test_eval_report_browser.py opens the committed
-docs/study_cpu/report.html): every linked file exists, the tables hold the csv's values with their intervals, the best per
-column and the training column are marked, the A/B data names the strips."""
+docs/study_cpu/report.html): every linked file exists, the tables hold the csv's values with
+their intervals, the best per column and the training column are marked, the A/B data names the
+strips."""
 
 from __future__ import annotations
 
