@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 
+from lit_rpe.distributed import all_reduce_sum_, rank_and_world
 from lit_rpe.models.dit import DiT
 from lit_rpe.objectives.flow.loss import FlowMatchingLoss, loss_per_t_bucket
 from lit_rpe.objectives.flow.samplers import sample_ode
@@ -247,12 +248,11 @@ class DiffusionModule(LightningModule, Sampler):
         if not every or self.global_step % every != 0:
             return
         finite, loss = self._finite.float(), self._step_loss.float()
-        if self.trainer.world_size > 1:
+        world = rank_and_world()[1]
+        if world > 1:
             # One all-reduce: a NaN on any rank stops every rank at this step (a rank stopping
             # alone leaves the others waiting in their next collective), with the same message.
-            finite, loss = self.trainer.strategy.reduce(
-                torch.stack([finite, loss]), reduce_op="mean"
-            )
+            finite, loss = all_reduce_sum_(torch.stack([finite, loss])) / world
         if finite < 1:
             raise TrainingDiverged(self._nan_message(loss))
 
