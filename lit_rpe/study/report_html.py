@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
-from lit_rpe.eval.grid.report_html import HTML_NAME, best_per_column, link
+from lit_rpe.eval.grid.report_html import best_per_column, link, write_page
 from lit_rpe.eval.grid.report_page import PAGE_SCRIPT, PAGE_STYLE
 from lit_rpe.eval.grid.spec import load_grid
 from lit_rpe.resolution import as_height_width
@@ -268,11 +268,7 @@ docs/study_cpu</code>.</p>
 <script>{PAGE_SCRIPT}</script>
 </body></html>
 """
-    path = folder / HTML_NAME
-    tmp = folder / f".{HTML_NAME}.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_page(folder, page)
 
 
 def main(argv: list[str] | None = None) -> None:

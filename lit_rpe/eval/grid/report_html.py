@@ -252,8 +252,13 @@ Click a cell to enlarge it. Files: <a href="results.md">results.md</a>,
 <script>{PAGE_SCRIPT}</script>
 </body></html>
 """
-    path = out / HTML_NAME
-    tmp = out / f".{HTML_NAME}.tmp"
+    return write_page(out, page)
+
+
+def write_page(folder: Path, page: str) -> Path:
+    """``folder/report.html`` written whole, then renamed: a browser never opens half a page."""
+    path = folder / HTML_NAME
+    tmp = folder / f".{HTML_NAME}.tmp"
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)
     return path
