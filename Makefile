@@ -75,7 +75,7 @@ eval-grid: $(STAMP) ## Evaluate checkpoints x rules x resolutions (resumable): m
 	@test -f "$(GRID)" || { echo "grid file not found: $(GRID); shipped: $$(ls experiments/grid_*.yaml experiments/*/grid.yaml | tr '\n' ' ')"; exit 2; }
 	$(PY) -m lit_rpe.eval.grid $(GRID) --print
 
-study: $(STAMP) ## The CPU study: shapes + photo sets, 6 strategies x 3 seeds, eval grids with intervals, docs/RESULTS.md (<= 2 h, resumable)
+study: $(STAMP) ## The CPU study: shapes set, 6 strategies x 3 seeds, eval grids with intervals, docs/RESULTS.md (<= 2 h, resumable) [ARGS="--sets shapes photos"]
 	$(PY) data/build_photos.py --out data/photos --no-progress
 	$(PY) data/build_shapes.py --out data/shapes --no-progress
 	$(PY) -m lit_rpe.study $(ARGS)

@@ -1,7 +1,7 @@
 """Build the shapes data set (offline): ``python data/build_shapes.py [--out data/shapes]``.
 
-Writes ``OUT/train/*.tar``, ``OUT/val/*.tar`` and ``OUT/classes.json``: one coloured square or
-triangle per image on a smooth grey background, 10 classes (colour x shape), drawn from seeded
+Writes ``OUT/train/*.tar``, ``OUT/val/*.tar`` and ``OUT/classes.json``: one coloured flat or
+tall bar per image on a smooth grey background, 10 classes (colour x shape), drawn from seeded
 scene records (``lit_rpe.prep.shapes``). Running it again with the same arguments does
 nothing. See data/README.md.
 """

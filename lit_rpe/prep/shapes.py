@@ -7,10 +7,13 @@ at any resolution, square or not, so a 16 px and a 64 px image of one scene show
 at the same relative place and size; references at 0.5x-2x are true renders, not resampled crops.
 
 Classes are colour x shape (``CLASSES``, 10, sorted names = label order). The colours are five
-saturated hues at least 60 degrees apart (chroma 0.77); the two shapes, an axis-aligned square
-and an upright isosceles triangle, fill 100 % and 50 % of their bounding box, so that colour
-and shape stay readable by ``lit_rpe.eval.metrics.object_metrics`` down to 16 px. Both shapes are
-mirror-symmetric, so the horizontal flip of training keeps every class. The background is a grey
+saturated hues at least 60 degrees apart (chroma 0.77); the two shapes are a *flat* and a *tall*
+axis-aligned bar, 2 : 1 and 1 : 2. The first design (a square against a triangle, told apart by
+how much of their box they fill) was not learned by the study's 1.3 M-parameter models: their
+speckled objects all read as triangles (docs/RESULTS.md before issue 27). Orientation is a
+layout property the whole object carries, readable by ``lit_rpe.eval.metrics.object_metrics``
+from a speckled blob down to 16 px. Both bars are mirror-symmetric, so the horizontal flip of
+training keeps every class. The background is a grey
 level plus three low-frequency waves (0.5-1.5 cycles per short side) and a faint constant tint
 (chroma <= 0.05), far from every object colour in saturation.
 
@@ -32,12 +35,12 @@ from lit_rpe.resolution import as_height_width
 
 # name and hue in degrees; alphabetical so that the sorted class names follow the labels
 COLOURS = (("blue", 240.0), ("green", 120.0), ("magenta", 300.0), ("red", 0.0), ("yellow", 60.0))
-# name and the fraction of its bounding box the shape covers
-SHAPES = (("square", 1.0), ("triangle", 0.5))
+# name and the bar's width / height (its long side is the object's size)
+SHAPES = (("flat", 2.0), ("tall", 0.5))
 CLASSES = tuple(f"{colour}_{shape}" for colour, _ in COLOURS for shape, _ in SHAPES)
 SATURATION, VALUE = 0.85, 0.9  # object chroma = max - min channel = 0.765
 HUE_JITTER = 6.0  # degrees, uniform +-; neighbouring class hues are 60 degrees apart
-SIZE_RANGE = (0.35, 0.6)  # object bounding-box side / canvas short side, uniform
+SIZE_RANGE = (0.5, 0.75)  # object's long side / canvas short side, uniform
 MARGIN = 0.02  # object to canvas edge, as a fraction of the canvas side
 SUPERSAMPLE = 8  # coverage samples per pixel and axis
 
@@ -77,7 +80,7 @@ class Background:
 @dataclass(frozen=True)
 class ShapeObject:
     """One object: ``SHAPES[shape]`` in ``COLOURS[colour]`` drawn with ``hue`` (degrees),
-    bounding box of side ``size`` (fraction of the canvas short side) centred at (``cx``, ``cy``)
+    long side ``size`` (fraction of the canvas short side), centred at (``cx``, ``cy``)
     (fractions of the canvas width and height)."""
 
     shape: int
@@ -202,21 +205,28 @@ def background_rgb(background: Background, height: int, width: int) -> np.ndarra
     return grey[..., None] + np.asarray(background.tint)
 
 
+def box_sides(shape: int) -> tuple[float, float]:
+    """(width, height) of a shape's bar in units of its long side (the object's ``size``)."""
+    aspect = SHAPES[shape][1]
+    return min(1.0, aspect), min(1.0, 1.0 / aspect)
+
+
+def smallest_object_area() -> float:
+    """Area of the data set's smallest object, as a fraction of the canvas short side squared."""
+    return min(SIZE_RANGE[0] ** 2 * w * h for w, h in map(box_sides, range(len(SHAPES))))
+
+
 def _inside(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Whether points (u, v) of the object's box, [-1/2, 1/2]^2 with v downwards, are inside."""
-    name = SHAPES[shape][0]
-    box = (np.abs(u) <= 0.5) & (np.abs(v) <= 0.5)
-    if name == "square":
-        return box
-    if name == "triangle":  # apex at the top centre, base along the bottom edge
-        return box & (np.abs(u) <= (v + 0.5) / 2)
-    raise ValueError(f"no outline for shape {name!r}")
+    """Whether points (u, v), in units of the object's long side from its centre, are inside."""
+    width, height = box_sides(shape)
+    return (np.abs(u) <= width / 2) & (np.abs(v) <= height / 2)
 
 
 def object_coverage(
     obj: ShapeObject, height: int, width: int, supersample: int = SUPERSAMPLE
 ) -> tuple[np.ndarray, int, int]:
-    """Coverage in [0, 1] of the pixels under the object's box: ((h, w) array, top, left)."""
+    """Coverage in [0, 1] of the pixels under the square of side ``size`` around the object's
+    centre: ((h, w) array, top, left)."""
     side_px = obj.size * min(height, width)
     cx, cy = obj.cx * width, obj.cy * height
     left = max(0, math.floor(cx - side_px / 2))

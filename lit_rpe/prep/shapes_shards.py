@@ -36,7 +36,7 @@ from lit_rpe.prep.shard_writer import (
 from lit_rpe.training.data.shard_list import expand_shards, write_classes
 from lit_rpe.training.data.tar_io import iter_tar_samples
 
-FORMAT = "lit_rpe-shapes/1"  # bump when the drawing or the rendering changes
+FORMAT = "lit_rpe-shapes/2"  # bump when the drawing or the rendering changes
 SPLITS = {"train": 0, "val": 1}
 
 

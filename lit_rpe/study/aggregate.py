@@ -28,16 +28,16 @@ from lit_rpe.study.objects import subset as subset_measures
 from lit_rpe.study.plan import StudySet
 
 OBJECT_METRICS = (
-    "one_object",
-    "several_objects",
+    "clean_correct",
+    "clean",
+    "fragmented",
+    "duplicated",
     "class_accuracy",
-    "colour_accuracy",
     "rel_size_w1",
-    "edge_width_mean",
 )
 GRID_METRICS = ("val_loss", "swd", "fid", "is")
 # the grid report's metrics, and the object metrics where less is better
-LOWER_IS_BETTER = GRID_LOWER_IS_BETTER | {"several_objects", "rel_size_w1", "edge_width_mean"}
+LOWER_IS_BETTER = GRID_LOWER_IS_BETTER | {"fragmented", "duplicated", "rel_size_w1"}
 BASE_RULE = "extrapolate"
 
 

@@ -9,6 +9,7 @@ recomputed when the cell's ``metrics.json`` is newer (the cell was re-scored).
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from lit_rpe.prep.shapes_shards import load_scenes, reference_renders
 from lit_rpe.sampling.sampler import seeds_and_labels
 
 REFERENCE_IMAGES = 1000  # the whole shapes validation split (or all a smaller one has)
-FIELDS = ("count", "rel_size", "centre", "predicted", "edge_width")
+FIELDS = tuple(f.name for f in fields(ObjectMeasures))
 
 
 def save_measures(path: Path, measures: ObjectMeasures, labels: np.ndarray) -> None:
@@ -59,7 +60,9 @@ def measure_cell(cell: Path) -> Path:
     """Measure the images of one finished cell (if not done since it was scored)."""
     path = cell / "objects.npz"
     if path.is_file() and path.stat().st_mtime >= (cell / "metrics.json").stat().st_mtime:
-        return path
+        with np.load(path) as saved:
+            if set(FIELDS) <= set(saved.files):  # else measured by an older metric: redo
+                return path
     num = len(list((cell / "images").glob("*.png")))
     labels, _ = seeds_and_labels(range(num), seed=0, num_classes=len(CLASSES))
     save_measures(path, measure_objects(read_images(cell / "images", range(num))), labels)

@@ -33,13 +33,13 @@ DOCS = Path("docs")
 FIGURES = DOCS / "study_cpu"
 REFERENCE = ("rope_grid", "extrapolate")  # the headline tables' marks compare with this cell
 TITLES = {
-    "one_object": "Fraction of images with exactly one object (data: 1.00)",
-    "several_objects": "Fraction with two or more objects (duplicates; data: 0.00)",
-    "class_accuracy": "Fraction whose object has the label's colour and shape (data: 1.00)",
-    "colour_accuracy": "Fraction whose object has the label's colour (data: 1.00)",
+    "clean_correct": "Fraction with one clean object of the label's class (data: 1.00)",
+    "clean": "Fraction with one clean object, any class (data: 1.00)",
+    "fragmented": "Fraction with one object in pieces or with stray specks (data: 0.00)",
+    "duplicated": "Fraction with two or more object-sized objects (data: 0.00)",
+    "class_accuracy": "Fraction whose object has the label's colour and orientation (data: 1.00)",
     "rel_size_w1": "Object size vs true renders: 1-D Wasserstein distance of relative sizes "
     "(noise floor about 0.02)",
-    "edge_width_mean": "Edge width in pixels (true renders: about 1.5; blur widens it)",
     "val_loss": "Flow-matching validation loss",
     "swd": "Sliced Wasserstein distance to the validation images (x1e3)",
     "fid": "FID",

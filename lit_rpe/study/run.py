@@ -1,6 +1,7 @@
 """``make study``: the CPU study end to end, resumable at every stage.
 
-    python -m lit_rpe.study [--seeds 1 2 3] [--workers 2] [--threads 1] [--report-only]
+    python -m lit_rpe.study [--sets shapes] [--seeds 1 2 3] [--workers 2] [--threads 1]
+                            [--report-only]
 
 1. trains every (data set, strategy, seed) run not finished, ``workers`` processes at a time
    (each run resumes its own last.ckpt);
@@ -27,7 +28,13 @@ import torch
 from lit_rpe.eval.grid.spec import load_grid
 from lit_rpe.provenance import suite_commit
 from lit_rpe.study.jobs import Job, run_jobs
-from lit_rpe.study.plan import StudyPlan, TrainingRun, seed_grid_file, training_runs
+from lit_rpe.study.plan import (
+    STUDY_SETS,
+    StudyPlan,
+    TrainingRun,
+    seed_grid_file,
+    training_runs,
+)
 
 STUDY_DIR = Path("runs/study_cpu")
 
@@ -109,12 +116,21 @@ def evaluate(plan: StudyPlan, timings: Timings) -> None:
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sets", nargs="+", choices=sorted(STUDY_SETS), default=["shapes"],
+        help="data sets, the main result first (photos: the optional second set)",
+    )  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--workers", type=int, default=2, help="processes side by side")
     parser.add_argument("--threads", type=int, default=1, help="threads per process")
     parser.add_argument("--report-only", action="store_true", help="only stages 3-5")
     opts = parser.parse_args(argv)
-    plan = StudyPlan(seeds=tuple(opts.seeds), workers=opts.workers, threads=opts.threads)
+    plan = StudyPlan(
+        sets=tuple(STUDY_SETS[name] for name in dict.fromkeys(opts.sets)),
+        seeds=tuple(opts.seeds),
+        workers=opts.workers,
+        threads=opts.threads,
+    )
     check_data(plan)
     timings = Timings(STUDY_DIR / "timings.json")
     timings.note("commit_started", suite_commit())

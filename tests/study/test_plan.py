@@ -4,6 +4,7 @@ import pytest
 
 from lit_rpe.eval.grid.spec import load_grid
 from lit_rpe.study.plan import (
+    STUDY_SETS,
     StudyPlan,
     eval_seed,
     experiment_of,
@@ -14,8 +15,13 @@ from lit_rpe.study.plan import (
 from lit_rpe.training.experiments import EXPERIMENTS_DIR, compose
 
 
-def test_every_strategy_of_both_sets_is_trained_once_per_seed_longest_first():
+def test_the_default_study_is_the_shapes_set():
     runs = training_runs(StudyPlan())
+    assert len(runs) == 6 * 3 and {r.dataset for r in runs} == {"shapes"}
+
+
+def test_every_strategy_of_both_sets_is_trained_once_per_seed_longest_first():
+    runs = training_runs(StudyPlan(sets=(STUDY_SETS["shapes"], STUDY_SETS["photos"])))
     assert len(runs) == 2 * 6 * 3
     assert {(r.dataset, r.seed) for r in runs} == {
         (s, k) for s in ("shapes", "photos") for k in (1, 2, 3)
@@ -64,6 +70,13 @@ def test_a_seed_grid_scores_that_seeds_checkpoints_with_its_own_noise(tmp_path, 
 
 
 def test_a_plan_refuses_too_few_or_repeated_seeds_and_no_workers():
-    for bad in (dict(seeds=()), dict(seeds=(1, 1)), dict(workers=0), dict(threads=0)):
+    bad_plans = (
+        dict(seeds=()),
+        dict(seeds=(1, 1)),
+        dict(workers=0),
+        dict(threads=0),
+        dict(sets=()),
+    )
+    for bad in bad_plans:
         with pytest.raises(ValueError):
             StudyPlan(**bad)

@@ -80,14 +80,17 @@ def test_true_renders_score_one_object_of_the_right_class_and_duplicates_do_not(
     for res in ("16", "32"):
         good = {
             m: float(rows[("rope_grid", res, m)]["mean"])
-            for m in ("one_object", "class_accuracy", "several_objects")
+            for m in ("clean_correct", "clean", "class_accuracy", "duplicated", "fragmented")
         }
-        assert good == {"one_object": 1.0, "class_accuracy": 1.0, "several_objects": 0.0}
+        assert good == {
+            "clean_correct": 1.0, "clean": 1.0, "class_accuracy": 1.0, "duplicated": 0.0,
+            "fragmented": 0.0,
+        }  # fmt: skip
         assert float(rows[("rope_grid", res, "rel_size_w1")]["mean"]) < 0.1
-        assert float(rows[("rpe2d_rope", res, "several_objects")]["mean"]) == 1.0
-        assert float(rows[("rpe2d_rope", res, "one_object")]["mean"]) == 0.0
+        assert float(rows[("rpe2d_rope", res, "duplicated")]["mean"]) == 1.0
+        assert float(rows[("rpe2d_rope", res, "clean_correct")]["mean"]) == 0.0
     # identical per-seed fractions: a zero-width interval across seeds and over images
-    row = rows[("rope_grid", "32", "one_object")]
+    row = rows[("rope_grid", "32", "clean_correct")]
     assert float(row["seed_low"]) == float(row["seed_high"]) == 1.0
     assert float(row["bootstrap_low"]) == 1.0 and int(row["seeds"]) == 3
     loss = rows[("rope_grid", "32", "val_loss")]
@@ -103,7 +106,7 @@ def test_results_mark_what_is_significant_and_quote_the_csv(study):
     lines = text.splitlines()
     # headline: rpe2d_rope under its own rule, marked against rope_grid (extrapolate)
     one = lines.index(
-        next(l for l in lines if l.startswith("**Fraction of images with exactly one"))
+        next(l for l in lines if l.startswith("**Fraction with one clean object of the label"))
     )
     row = next(l for l in lines[one:] if l.startswith("| rpe2d_rope (rpe2d_even)"))
     assert row.count("▼") == 2  # fewer single objects at both resolutions, significantly
@@ -113,7 +116,7 @@ def test_results_mark_what_is_significant_and_quote_the_csv(study):
     # the comparison the reading relies on: exactly -0.1, significant
     diff = next(l for l in lines if l.startswith("| RPE-2D vs RoPE extrapolated | val_loss"))
     assert diff.count("-0.1 [") == 2 and diff.count("✱") == 2
-    dup = next(l for l in lines if l.startswith("| RPE-2D vs RoPE extrapolated | several"))
+    dup = next(l for l in lines if l.startswith("| RPE-2D vs RoPE extrapolated | duplicated"))
     assert "+1 [" in dup and "(img [1, 1])" in dup
     assert "_(reading not written yet)_" in text and "train 1.0 min wall" in text
     for name in (
