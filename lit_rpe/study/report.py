@@ -243,7 +243,8 @@ def provenance(plan: StudyPlan, timings: dict) -> list[str]:
     commits = f"`{now}`" if started == now else f"`{started}` (trained) and `{now}` (reported)"
     return [
         "Produced by `make study` (interrupted runs resume) at commit " + commits + " on "
-        f"{machine_description()}, {plan.workers} processes x {plan.threads} thread(s), torch "
+        f"{timings.get('machine', machine_description())}, {plan.workers} processes x "
+        f"{plan.threads} thread(s), torch "
         f"{torch.__version__}; trained in {', '.join(trained)}; {len(runs)} training runs "
         f"({len(plan.seeds)} seeds: {', '.join(map(str, plan.seeds))}). Time spent: {spent}.",
     ]

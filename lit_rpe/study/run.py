@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from lit_rpe.eval.grid.spec import load_grid
+from lit_rpe.precision import machine_description
 from lit_rpe.provenance import suite_commit
 from lit_rpe.study.jobs import Job, run_jobs
 from lit_rpe.study.plan import (
@@ -134,6 +135,9 @@ def main(argv: list[str] | None = None) -> Path:
     check_data(plan)
     timings = Timings(STUDY_DIR / "timings.json")
     timings.note("commit_started", suite_commit())
+    # the machine as the long stages see it (kernel limits included), not as a later
+    # --report-only run would
+    timings.note("machine", machine_description())
     if not opts.report_only:
         train(plan, timings)
         evaluate(plan, timings)

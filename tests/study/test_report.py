@@ -65,7 +65,8 @@ def study(tmp_path, monkeypatch):
             # the same level per seed as the baseline minus exactly 0.1: a significant gain
             write_cell(root, seed, "rpe2d_rope", "rpe2d_even", res, twice, 0.4 + 0.01 * seed)
     plan = StudyPlan(sets=(StudySet("shapes", "grid.yaml", objects=True),), seeds=SEEDS)
-    path = write_study(plan, tmp_path / "runs/study_cpu", {"train": (60.0, 100.0)})
+    timings = {"train": (60.0, 100.0), "machine": "the machine the study ran on"}
+    path = write_study(plan, tmp_path / "runs/study_cpu", timings)
     return tmp_path, path
 
 
@@ -119,6 +120,8 @@ def test_results_mark_what_is_significant_and_quote_the_csv(study):
     dup = next(l for l in lines if l.startswith("| RPE-2D vs RoPE extrapolated | duplicated"))
     assert "+1 [" in dup and "(img [1, 1])" in dup
     assert "_(reading not written yet)_" in text and "train 1.0 min wall" in text
+    # the machine recorded when the study started, not the one writing the report
+    assert "on the machine the study ran on, 2 processes" in text
     for name in (
         "shapes_models.png",
         "shapes_rules.png",
