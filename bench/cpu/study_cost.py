@@ -7,9 +7,9 @@ this machine as the study ran on it (precision ``auto``), and the same machine r
 AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2``) in fp32, which is what ``auto``
 chooses on a CPU without native bf16. The units are one training step of the study model
 (DiT-XS/4 RPE-2D with RoPE, batch 32 at 32 px) and one eval batch (32 images at 64 px, Heun 6
-with guidance 2, the costliest cell). With a study's ``timings.json`` (CPU-seconds per stage,
-recorded by ``lit_rpe.study``) it prints that study's projected time on 2 AVX2 cores: each
-stage's CPU-seconds x the measured ratio of its unit, over 2 cores.
+with guidance 4 as in the study, the costliest cell). With a study's ``timings.json``
+(CPU-seconds per stage, recorded by ``lit_rpe.study``) it prints that study's projected time on
+2 AVX2 cores: each stage's CPU-seconds x the measured ratio of its unit, over 2 cores.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def child(precision: str, repeats: int) -> dict:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             module.sample([i % 10 for i in range(32)], list(range(32)), resolution=64,
                           rule=InferenceRule("extrapolate"), steps=6, method="heun",
-                          cfg_scale=2.0)  # fmt: skip
+                          cfg_scale=4.0)  # fmt: skip
 
     def cpu_median(fn, n):  # CPU seconds of this one-thread process, after one warm-up call
         times = interleaved_medians({"fn": fn}, warmup=1, repeats=n, clock=time.process_time)
