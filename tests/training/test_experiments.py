@@ -3,6 +3,7 @@
 import pytest
 from omegaconf import OmegaConf
 
+from lit_rpe.eval.grid.spec import load_grid
 from lit_rpe.posenc import InferenceRule
 from lit_rpe.sampling.sampler import check_rule, token_grid
 from lit_rpe.training.experiments import (
@@ -172,7 +173,9 @@ def test_shapes_study_runs_differ_from_the_photo_runs_only_in_data_steps_guidanc
     assert shapes["data"]["train_shards"] == "data/shapes/train"
     assert shapes["trainer"]["default_root_dir"] == f"runs/study_cpu/shapes/{strategy}"
     assert shapes["trainer"]["max_steps"] > photos["trainer"]["max_steps"]  # the main result
-    assert shapes["model"]["sampling"]["cfg_scale"] == 2.0
+    # the guidance the study's grid scores with is the one the run samples with
+    grid = load_grid(EXPERIMENTS_DIR / "study_cpu/shapes/grid.yaml", check_files=False)
+    assert shapes["model"]["sampling"]["cfg_scale"] == grid.sampler.cfg_scale == 4.0
     # everything that defines the strategy is the photo run's
     assert shapes["model"]["net"] == photos["model"]["net"]
     assert shapes["data"]["augmentation"] == photos["data"]["augmentation"]
