@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from lit_rpe.prep.shapes_shards import build_shapes_set
-from lit_rpe.prep.shard_writer import add_writer_options, print_summaries
+from lit_rpe.prep.shard_writer import add_writer_options, print_summaries, run_builder
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "shapes"
 
@@ -41,4 +41,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_builder(main)

@@ -30,6 +30,7 @@ from lit_rpe.prep.shard_writer import (
     WriteSummary,
     add_writer_options,
     print_summaries,
+    run_builder,
     shuffled_jobs,
     write_shards,
 )
@@ -155,4 +156,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_builder(main)

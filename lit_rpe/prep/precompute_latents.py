@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from lit_rpe.models.vae import SDVAE
-from lit_rpe.prep.shard_writer import Sample, ShardJob, WriteSummary, write_shards
+from lit_rpe.prep.shard_writer import Sample, ShardJob, WriteSummary, run_builder, write_shards
 from lit_rpe.resolution import as_height_width
 from lit_rpe.training.data.decode import (
     CorruptSample,
@@ -203,4 +203,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_builder(main)

@@ -106,18 +106,31 @@ def _write_job(render: JobRenderer, out_dir: Path, job: ShardJob) -> dict[str, A
     }
 
 
+class ShardFolderInUse(FileExistsError):
+    """An output folder holds shards this build did not plan (other inputs, settings or data
+    format): they are never overwritten."""
+
+
+def run_builder(main: Callable[[], None]) -> None:
+    """Run a shard builder's ``main``; a folder in use ends in one ``lit-rpe:`` line, exit 1."""
+    try:
+        main()
+    except ShardFolderInUse as err:
+        raise SystemExit(f"lit-rpe: {err}") from None
+
+
 def _finished_entries(out_dir: Path, pid: str) -> dict[str, dict[str, Any]]:
     manifest = read_manifest(out_dir)
     if manifest is None:
         strays = sorted(p.name for p in out_dir.glob("*.tar"))
         if strays:
-            raise FileExistsError(
+            raise ShardFolderInUse(
                 f"{out_dir} holds shards ({strays[0]}, ...) without shards.json; "
                 "write to an empty folder"
             )
         return {}
     if manifest.get("plan_id") != pid:
-        raise FileExistsError(
+        raise ShardFolderInUse(
             f"{out_dir} was written from other inputs or settings (plan {manifest.get('plan_id')}"
             f" != {pid}); use another output folder or delete this one"
         )

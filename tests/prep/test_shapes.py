@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,6 +149,37 @@ def test_build_is_deterministic_and_idempotent(tmp_path, offline):
         build(tmp_path / "a", image_size=48)
     with pytest.raises(ValueError, match="image_size >= 8"):
         build(tmp_path / "d", image_size=4)
+
+
+def test_a_folder_of_another_build_stops_the_script_with_one_line(tmp_path):
+    """E.g. data/shapes of the squares-and-triangles format under ``make study``: one line that
+    says what to do, exit 1, no traceback, and the old shards left as they were."""
+    script = Path(__file__).resolve().parents[2] / "data" / "build_shapes.py"
+    args = [
+        sys.executable,
+        str(script),
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+        "--train-per-class",
+        "1",
+        "--val-per-class",
+        "1",
+        "--image-size",
+        "8",
+        "--workers",
+        "1",
+    ]
+    assert subprocess.run(args, capture_output=True, timeout=120).returncode == 0
+    manifest = tmp_path / "val" / "shards.json"
+    record = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**record, "plan_id": "a build of an older format"}))
+    shards = {p: p.read_bytes() for p in tmp_path.rglob("*.tar")}
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith("lit-rpe: ") and "delete this one" in done.stderr
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.tar")} == shards
 
 
 def test_shards_round_trip_through_the_reader(tmp_path, offline):
