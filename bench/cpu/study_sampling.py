@@ -23,7 +23,7 @@ import torch
 from bench.common.machine import machine_line
 from lit_rpe.eval.generation import sample_chunk
 from lit_rpe.eval.metrics.object_metrics import measure_objects, summarize
-from lit_rpe.posenc.rules import parse_rule
+from lit_rpe.posenc.rules import InferenceRule, parse_rule
 from lit_rpe.training.module import DiffusionModule
 
 DEFAULT_SETTINGS = (
@@ -38,10 +38,10 @@ SHOWN = ("clean_correct", "clean", "fragmented", "duplicated", "no_object", "cla
 FIRST_SEED = 2000  # outside every study grid's noise seeds (1000 k + i, i < 32)
 
 
-def parse_setting(text: str) -> tuple[int, float, int, str]:
+def parse_setting(text: str) -> tuple[int, float, int, InferenceRule]:
     try:
         steps, guidance, resolution, rule = text.split(":")
-        return int(steps), float(guidance), int(resolution), parse_rule(rule).label
+        return int(steps), float(guidance), int(resolution), parse_rule(rule)
     except ValueError as err:
         raise SystemExit(
             f"setting {text!r}: expected steps:guidance:resolution:rule ({err})"
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         for (steps, guidance, resolution, rule), text in zip(settings, args.settings, strict=True):
             started = time.process_time()
             images = sample_chunk(
-                module, indices, resolution=resolution, rule=parse_rule(rule), seed=0,
+                module, indices, resolution=resolution, rule=rule, seed=0,
                 steps=steps, cfg_scale=guidance, method="heun",
             )  # fmt: skip
             images = images.permute(0, 2, 3, 1).numpy()
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.save.mkdir(parents=True, exist_ok=True)
                 np.save(args.save / f"{path.stem}_{text.replace(':', '_')}.npy", images)
             shown = " | ".join(f"{summary[k]:.2f}" for k in SHOWN)
-            row = f"{path} | {steps} | {guidance:g} | {resolution} | {rule}"
+            row = f"{path} | {steps} | {guidance:g} | {resolution} | {rule.label}"
             print(f"{row} | {shown} | {cpu_s:.0f}")
 
 

@@ -22,15 +22,15 @@ docs/evaluation.md gives the agreement).
 Per image (``measure_objects``):
 - ``count``: object-sized components (the data has exactly one); ``stray``: stray pixels /
   main object pixels; ``layout``: the ``Layout`` code;
-- ``rel_size``: sqrt(main object's pixel count) / canvas short side (a square's side; a
-  triangle's is 0.71 of its box side); ``centre``: its centroid as fractions of (width, height);
-- ``predicted``: its class: nearest palette hue of its mean colour x the shape whose box fill
-  ratio (soft coverage / soft box, see ``classify_component``) is nearest;
+- ``rel_size``: sqrt(main object's pixel count) / canvas short side (0.71 of a 2 : 1 bar's
+  long side); ``centre``: its centroid as fractions of (width, height);
+- ``predicted``: its class: nearest palette hue of its mean colour x the shape whose width /
+  height is nearest to the soft width / soft height (see ``classify_component``);
 - ``edge_width``: effective width of its outline in pixels, ``C * sum|grad c| / sum|grad c|^2``
   over a band around the outline, C = object minus background chroma. A ramp of width w gives
   w; a Gaussian blur of sigma gives 3.5 sigma; a sharp anti-aliased edge gives 1 to 2
   (1.5 on average over sub-pixel phases).
-``summarize`` turns these into the study's numbers (fraction with one object, class accuracy,
+``summarize`` turns these into the study's numbers (layout fractions, class accuracy,
 1-D Wasserstein distance of relative sizes to a reference set, ...).
 """
 
@@ -131,15 +131,6 @@ def components(image: np.ndarray, thresholds: Thresholds = Thresholds()):
     return labels, np.bincount(labels.ravel(), minlength=n + 1)[1:]
 
 
-def segment(image: np.ndarray, thresholds: Thresholds = Thresholds()) -> list[np.ndarray]:
-    """The components of one (H, W, 3) uint8 image covering at least ``min_area`` of the
-    canvas: boolean (H, W) masks, largest first."""
-    labels, areas = components(image, thresholds)
-    keep = np.flatnonzero(areas >= thresholds.min_area * labels.size)
-    keep = keep[np.argsort(-areas[keep], kind="stable")]
-    return [labels == k + 1 for k in keep]
-
-
 def layout_of(
     areas: np.ndarray, height: int, width: int, thresholds: Thresholds = Thresholds()
 ) -> tuple[Layout, int, float]:
@@ -148,14 +139,14 @@ def layout_of(
     areas = np.sort(np.asarray(areas, dtype=np.float64))[::-1]
     count = int(np.sum(areas >= thresholds.object_pixels(height, width)))
     total = float(areas.sum())
+    if count == 0:
+        if total >= thresholds.min_area * height * width:
+            return Layout.FRAGMENTED, 0, float("inf")
+        return Layout.NONE, 0, float("nan")
+    stray = (total - areas[0]) / areas[0]
     if count >= 2:
-        return Layout.DUPLICATED, count, (total - areas[0]) / areas[0]
-    if count == 1:
-        stray = (total - areas[0]) / areas[0]
-        return (Layout.CLEAN if stray < thresholds.stray_share else Layout.FRAGMENTED), 1, stray
-    if total >= thresholds.min_area * height * width:
-        return Layout.FRAGMENTED, 0, float("inf")
-    return Layout.NONE, 0, float("nan")
+        return Layout.DUPLICATED, count, stray
+    return (Layout.CLEAN if stray < thresholds.stray_share else Layout.FRAGMENTED), 1, stray
 
 
 def _hue_degrees(rgb: np.ndarray) -> float:

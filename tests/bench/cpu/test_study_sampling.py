@@ -6,7 +6,8 @@ from bench.cpu.study_sampling import main, parse_setting
 
 
 def test_a_setting_is_steps_guidance_resolution_rule():
-    assert parse_setting("12:4:64:interpolate") == (12, 4.0, 64, "interpolate")
+    steps, guidance, resolution, rule = parse_setting("12:4:64:interpolate")
+    assert (steps, guidance, resolution, rule.label) == (12, 4.0, 64, "interpolate")
     for bad in ("6:4", "6:4:32:nope", "six:4:32:extrapolate"):
         with pytest.raises(SystemExit, match="steps:guidance:resolution:rule"):
             parse_setting(bad)
